@@ -1,0 +1,200 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const good = `repository:
+  url: https://git.example.com/platform/desired-state.git
+  credentials:
+    username: sluice
+    passwordEnv: SLUICE_GIT_TOKEN
+gates:
+  - name: staging
+    path: environments/staging
+    targetBranch: staging
+    timeouts:
+      health: 90s
+    tests:
+      commands:
+        - command: [./smoke.sh]
+`
+
+func TestParseAppliesDefaults(t *testing.T) {
+	c, err := Parse("sluice.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.Gates[0]
+	got := map[string]any{
+		"source":   c.Repository.SourceBranch,
+		"poll":     c.PollInterval.Duration,
+		"health":   g.Timeouts.Health.Duration,
+		"apply":    g.Timeouts.Apply.Duration,
+		"tests":    g.Timeouts.Tests.Duration,
+		"keep":     g.OnFailure.KeepNamespace.Duration,
+		"revert":   g.RevertOnFailure(),
+		"scoped":   string(g.ClusterScoped),
+		"cmdName":  g.Tests.Commands[0].Name,
+		"cmdLimit": g.Tests.Commands[0].Timeout.Duration,
+		"attempts": g.Retry.OnceAttempts,
+		"author":   c.Repository.Author.Name,
+		"userEnv":  c.Repository.Credentials.Source().PasswordEnv,
+		"gateLine": g.Line(),
+	}
+	want := map[string]any{
+		"source":   "main",
+		"poll":     30 * time.Second,
+		"health":   90 * time.Second,
+		"apply":    2 * time.Minute,
+		"tests":    10 * time.Minute,
+		"keep":     30 * time.Minute,
+		"revert":   true,
+		"scoped":   "dry-run",
+		"cmdName":  "./smoke.sh",
+		"cmdLimit": 10 * time.Minute,
+		"attempts": 5,
+		"author":   "Sluice",
+		"userEnv":  "SLUICE_GIT_TOKEN",
+		"gateLine": 7,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+}
+
+func TestParseRejectsBadInput(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want string
+	}{
+		{
+			name: "an unknown field in a gate names its path and line",
+			edit: func(s string) string { return strings.Replace(s, "      health: 90s", "      helth: 90s", 1) },
+			want: "sluice.yaml:11: gates[0].timeouts.helth: unknown field",
+		},
+		{
+			name: "an unknown top-level field is rejected",
+			edit: func(s string) string { return s + "pollIntervall: 5s\n" },
+			want: "sluice.yaml:15: pollIntervall: unknown field",
+		},
+		{
+			name: "a bad duration names the value and line",
+			edit: func(s string) string { return strings.Replace(s, "90s", "ninety", 1) },
+			want: `sluice.yaml:11: bad duration "ninety"`,
+		},
+		{
+			name: "a negative duration is rejected",
+			edit: func(s string) string { return strings.Replace(s, "90s", "-5s", 1) },
+			want: `sluice.yaml:11: bad duration "-5s": must not be negative`,
+		},
+		{
+			name: "a missing gate path names the gate",
+			edit: func(s string) string { return strings.Replace(s, "    path: environments/staging\n", "", 1) },
+			want: "sluice.yaml:7: gates[0].path: required",
+		},
+		{
+			name: "a path that climbs out of the repository is rejected",
+			edit: func(s string) string { return strings.Replace(s, "environments/staging", "../staging", 1) },
+			want: "gates[0].path: \"../staging\" must be relative",
+		},
+		{
+			name: "a missing url is rejected",
+			edit: func(s string) string { return strings.Replace(s, "  url: https://git.example.com/platform/desired-state.git\n", "", 1) },
+			want: "sluice.yaml:1: repository.url: required",
+		},
+		{
+			name: "the target cannot be the source branch",
+			edit: func(s string) string { return strings.Replace(s, "targetBranch: staging", "targetBranch: main", 1) },
+			want: "gates[0].targetBranch: must differ from the source branch",
+		},
+		{
+			name: "a bad cluster-scoped policy lists the choices",
+			edit: func(s string) string { return strings.Replace(s, "    timeouts:", "    clusterScoped: apply\n    timeouts:", 1) },
+			want: `gates[0].clusterScoped: "apply": want "dry-run" or "ignore"`,
+		},
+		{
+			name: "a command given as a string instead of a list is rejected",
+			edit: func(s string) string { return strings.Replace(s, "[./smoke.sh]", "./smoke.sh", 1) },
+			want: "sluice.yaml:14: gates[0].tests.commands[0].command: want a list",
+		},
+		{
+			name: "a duplicate key is rejected",
+			edit: func(s string) string { return strings.Replace(s, "    targetBranch: staging\n", "    targetBranch: staging\n    targetBranch: prod\n", 1) },
+			want: "gates[0].targetBranch: field given twice",
+		},
+		{
+			name: "two gates with one name are rejected",
+			edit: func(s string) string {
+				return s + "  - name: staging\n    path: environments/other\n    targetBranch: other\n"
+			},
+			want: `gates[1].name: gate "staging" is defined twice`,
+		},
+		{
+			name: "a gate name that cannot make a namespace is rejected",
+			edit: func(s string) string { return strings.Replace(s, "name: staging", "name: Staging_1", 1) },
+			want: `gates[0].name: "Staging_1" must be lower-case`,
+		},
+		{
+			name: "no gates is rejected",
+			edit: func(s string) string { return s[:strings.Index(s, "gates:")] },
+			want: "gates: at least one gate is required",
+		},
+		{
+			name: "invalid YAML names the line",
+			edit: func(s string) string { return s + "  - name: [unclosed\n" },
+			want: "sluice.yaml:15:",
+		},
+		{
+			name: "an alias is refused",
+			edit: func(s string) string {
+				return strings.Replace(s, "    timeouts:\n      health: 90s\n", "    timeouts: &t\n      health: 90s\n    retry: *t\n", 1)
+			},
+			want: "aliases are not allowed",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("sluice.yaml", []byte(tt.edit(good)))
+			if err == nil {
+				t.Fatalf("Parse succeeded, want error containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseEmptyFile(t *testing.T) {
+	for _, in := range []string{"", "# only a comment\n"} {
+		if _, err := Parse("sluice.yaml", []byte(in)); err == nil || !strings.Contains(err.Error(), "sluice.yaml: file is empty") {
+			t.Errorf("Parse(%q) = %v, want file is empty", in, err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(good)
+	f.Add("repository: {url: x}\ngates: [{name: a, path: b, targetBranch: c}]\n")
+	f.Add("gates:\n  - &a {name: a}\n  - *a\n")
+	f.Add("repository:\n  url: 1\n  credentials: []\n")
+	f.Add("pollInterval: 1h\n---\nextra: 1\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := Parse("fuzz.yaml", []byte(in))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if len(c.Gates) == 0 || c.Repository.URL == "" {
+			t.Fatalf("accepted a config without gates or url: %q", in)
+		}
+	})
+}
