@@ -47,3 +47,32 @@ $(BIN)/kwok $(BIN)/kwokctl: test/tools/kwok/go.mod test/tools/kwok/go.sum
 	@echo ">> building $(notdir $@) from source"
 	cd test/tools/kwok && $(GO) build -o $@ sigs.k8s.io/kwok/cmd/$(notdir $@)
 
+# Fuzz targets: a few seconds each in `make test`, longer with `make fuzz`.
+FUZZ_TARGETS := ./internal/config:FuzzParse ./gitrepo:FuzzDecodeNote ./gitrepo:FuzzParseTrailers
+FUZZTIME     ?= 5s
+
+GOTEST_FLAGS ?= -race -count=1 -timeout 75m
+
+test: tools
+	$(GO) vet ./...
+	$(GO) test $(GOTEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo ">> fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
+
+vet:
+	$(GO) vet ./...
+
+demo: tools build
+	@bash test/demo/demo.sh
+
+demo-down:
+	@bash test/demo/demo.sh down
+
+clean:
+	rm -rf $(BIN)
