@@ -1,0 +1,669 @@
+package gitrepo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// Verdicts a Record carries.
+const (
+	VerdictPassed = "passed" // the candidate was good
+	VerdictFailed = "failed" // the commit's fault
+	VerdictError  = "error"  // the infrastructure's fault
+)
+
+// maxNotesPushAttempts bounds how often PushNotes re-fetches and re-applies
+// after another writer moved the remote notes ref.
+const maxNotesPushAttempts = 5
+
+// Note is the verdict note on one commit: one Record per gate that tested it.
+type Note struct {
+	Records []Record
+}
+
+// Record is one gate's verdict on one commit.
+type Record struct {
+	Gate    string
+	Verdict string // VerdictPassed, VerdictFailed or VerdictError
+	// Candidate is the tree that was tested.
+	Candidate plumbing.Hash
+	// Digest identifies the rendered objects.
+	Digest string
+	// Reverted are the pending rejected commits reverted out of the candidate.
+	Reverted []plumbing.Hash
+	// Reason says why; several lines are fine.
+	Reason string
+	// RevertCommit is set when Sluice pushed a revert of this commit.
+	RevertCommit plumbing.Hash
+	// Skipped: passed without a run because the render was unchanged.
+	Skipped   bool
+	Started   time.Time
+	Durations map[string]time.Duration // e.g. render, apply, health, tests, total
+	Attempts  int
+}
+
+// Get returns the record of gate.
+func (n *Note) Get(gate string) (Record, bool) {
+	for _, r := range n.Records {
+		if r.Gate == gate {
+			return r, true
+		}
+	}
+	return Record{}, false
+}
+
+// Set replaces the record of rec.Gate, or adds it keeping records sorted by gate.
+func (n *Note) Set(rec Record) {
+	for i := range n.Records {
+		if n.Records[i].Gate == rec.Gate {
+			n.Records[i] = rec
+			return
+		}
+	}
+	i := sort.Search(len(n.Records), func(i int) bool { return n.Records[i].Gate > rec.Gate })
+	n.Records = slices.Insert(n.Records, i, rec)
+}
+
+// Note keys, in the order EncodeNote writes them.
+const (
+	keyGate         = "gate"
+	keyVerdict      = "verdict"
+	keyCandidate    = "candidate"
+	keyDigest       = "digest"
+	keyReverted     = "reverted"
+	keyRevertCommit = "revert-commit"
+	keySkipped      = "skipped"
+	keyStarted      = "started"
+	keyAttempts     = "attempts"
+	keyDurations    = "durations"
+	keyReason       = "reason"
+)
+
+const reasonIndent = "    "
+
+// EncodeNote renders n as text for `git notes show` and `git log --notes`:
+// one block per gate (sorted by gate), blocks separated by a blank line, each
+// a list of "key: value" lines; the reason follows a "reason:" line, each of
+// its lines indented by four spaces. Zero values are left out. Gate and
+// Digest must be single-line. The output is deterministic.
+func EncodeNote(n Note) []byte {
+	recs := slices.Clone(n.Records)
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Gate < recs[j].Gate })
+	var b bytes.Buffer
+	for i, r := range recs {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		kv := func(k, v string) { fmt.Fprintf(&b, "%s: %s\n", k, v) }
+		kv(keyGate, r.Gate)
+		kv(keyVerdict, r.Verdict)
+		if !r.Candidate.IsZero() {
+			kv(keyCandidate, r.Candidate.String())
+		}
+		if r.Digest != "" {
+			kv(keyDigest, r.Digest)
+		}
+		if len(r.Reverted) > 0 {
+			hs := make([]string, len(r.Reverted))
+			for i, h := range r.Reverted {
+				hs[i] = h.String()
+			}
+			kv(keyReverted, strings.Join(hs, " "))
+		}
+		if !r.RevertCommit.IsZero() {
+			kv(keyRevertCommit, r.RevertCommit.String())
+		}
+		if r.Skipped {
+			kv(keySkipped, "true")
+		}
+		if !r.Started.IsZero() {
+			kv(keyStarted, r.Started.UTC().Format(time.RFC3339Nano))
+		}
+		if r.Attempts != 0 {
+			kv(keyAttempts, strconv.Itoa(r.Attempts))
+		}
+		if len(r.Durations) > 0 {
+			var ds []string
+			for _, k := range sortedKeys(r.Durations) {
+				ds = append(ds, k+"="+r.Durations[k].String())
+			}
+			kv(keyDurations, strings.Join(ds, " "))
+		}
+		if r.Reason != "" {
+			b.WriteString(keyReason + ":\n")
+			for _, l := range strings.Split(r.Reason, "\n") {
+				b.WriteString(reasonIndent + l + "\n")
+			}
+		}
+	}
+	return b.Bytes()
+}
+
+// DecodeNote parses what EncodeNote writes, strictly: an unknown or repeated
+// key, a block not starting with "gate:", a missing verdict, a bad value or a
+// gate appearing twice is an error naming the line. Empty input is an empty
+// note.
+func DecodeNote(b []byte) (Note, error) {
+	var n Note
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+
+	var (
+		cur       *Record
+		curLine   int
+		seen      map[string]bool
+		reason    []string
+		inReason  bool
+		reasonKey int
+	)
+	finish := func() error {
+		if cur == nil {
+			return nil
+		}
+		if !seen[keyVerdict] {
+			return fmt.Errorf("line %d: gate %q has no verdict", curLine, cur.Gate)
+		}
+		if _, dup := n.Get(cur.Gate); dup {
+			return fmt.Errorf("line %d: gate %q appears twice", curLine, cur.Gate)
+		}
+		n.Records = append(n.Records, *cur)
+		cur, seen, reason, inReason = nil, nil, nil, false
+		return nil
+	}
+
+	for i, line := range lines {
+		no := i + 1
+		if inReason && strings.HasPrefix(line, reasonIndent) {
+			reason = append(reason, line[len(reasonIndent):])
+			continue
+		}
+		if inReason {
+			if len(reason) == 0 {
+				return Note{}, fmt.Errorf("line %d: reason has no lines", reasonKey)
+			}
+			cur.Reason = strings.Join(reason, "\n")
+			inReason, reason = false, nil
+		}
+		if line == "" {
+			if err := finish(); err != nil {
+				return Note{}, err
+			}
+			continue
+		}
+		key, value, ok := strings.Cut(line, ":")
+		if !ok {
+			return Note{}, fmt.Errorf("line %d: want \"key: value\"", no)
+		}
+		if cur == nil {
+			if key != keyGate {
+				return Note{}, fmt.Errorf("line %d: a block must start with %q, got %q", no, keyGate, key)
+			}
+			cur, curLine, seen = &Record{}, no, map[string]bool{}
+		}
+		if seen[key] {
+			return Note{}, fmt.Errorf("line %d: repeated key %q", no, key)
+		}
+		seen[key] = true
+		if key == keyReason {
+			if value != "" {
+				return Note{}, fmt.Errorf("line %d: reason lines go below \"reason:\", indented", no)
+			}
+			inReason, reasonKey = true, no
+			continue
+		}
+		v, ok := strings.CutPrefix(value, " ")
+		if !ok || v == "" || v != strings.TrimSpace(v) || hasControl(v) {
+			return Note{}, fmt.Errorf("line %d: %s: want one space and a value", no, key)
+		}
+		if err := setField(cur, key, v); err != nil {
+			return Note{}, fmt.Errorf("line %d: %s: %w", no, key, err)
+		}
+	}
+	if inReason {
+		if len(reason) == 0 {
+			return Note{}, fmt.Errorf("line %d: reason has no lines", reasonKey)
+		}
+		cur.Reason = strings.Join(reason, "\n")
+		inReason = false
+	}
+	if err := finish(); err != nil {
+		return Note{}, err
+	}
+	return n, nil
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+func setField(r *Record, key, v string) error {
+	switch key {
+	case keyGate:
+		r.Gate = v
+	case keyVerdict:
+		switch v {
+		case VerdictPassed, VerdictFailed, VerdictError:
+			r.Verdict = v
+		default:
+			return fmt.Errorf("unknown verdict %q", v)
+		}
+	case keyCandidate, keyRevertCommit:
+		h, ok := parseHash(v)
+		if !ok {
+			return errors.New("want a full lowercase commit hash")
+		}
+		if key == keyCandidate {
+			r.Candidate = h
+		} else {
+			r.RevertCommit = h
+		}
+	case keyDigest:
+		if strings.ContainsAny(v, " \t") {
+			return errors.New("digest has blanks")
+		}
+		r.Digest = v
+	case keyReverted:
+		for _, f := range strings.Split(v, " ") {
+			h, ok := parseHash(f)
+			if !ok {
+				return fmt.Errorf("bad hash %q", f)
+			}
+			r.Reverted = append(r.Reverted, h)
+		}
+	case keySkipped:
+		switch v {
+		case "true":
+			r.Skipped = true
+		case "false":
+		default:
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+	case keyStarted:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return errors.New("want an RFC 3339 time")
+		}
+		r.Started = t
+	case keyAttempts:
+		a, err := strconv.Atoi(v)
+		if err != nil || a < 0 || strconv.Itoa(a) != v {
+			return fmt.Errorf("want a count, got %q", v)
+		}
+		r.Attempts = a
+	case keyDurations:
+		r.Durations = map[string]time.Duration{}
+		for _, f := range strings.Split(v, " ") {
+			k, d, ok := strings.Cut(f, "=")
+			if !ok || !validDurationKey(k) {
+				return fmt.Errorf("want name=duration, got %q", f)
+			}
+			if _, dup := r.Durations[k]; dup {
+				return fmt.Errorf("repeated %q", k)
+			}
+			dur, err := time.ParseDuration(d)
+			if err != nil {
+				return fmt.Errorf("bad duration %q", d)
+			}
+			r.Durations[k] = dur
+		}
+	default:
+		return errors.New("unknown key")
+	}
+	return nil
+}
+
+func validDurationKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ReadNote returns the note on commit from the local notes ref: the remote's
+// as of the last Fetch, plus notes written since. found is false if there is none.
+func (r *Repository) ReadNote(commit plumbing.Hash) (Note, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tip, err := r.refHash(NotesRef)
+	if err != nil || tip.IsZero() {
+		return Note{}, false, err
+	}
+	tree, err := r.commitTreeOf(tip)
+	if err != nil {
+		return Note{}, false, fmt.Errorf("read note: %w", err)
+	}
+	paths, err := r.notePaths(tree, commit.String(), "")
+	if err != nil || len(paths) == 0 {
+		return Note{}, false, err
+	}
+	b, err := readBlob(r.st, paths[0].hash)
+	if err != nil {
+		return Note{}, false, fmt.Errorf("read note on %s: %w", short(commit), err)
+	}
+	n, err := DecodeNote(b)
+	if err != nil {
+		return Note{}, false, fmt.Errorf("read note on %s: %w", short(commit), err)
+	}
+	return n, true, nil
+}
+
+// WriteNote sets the note on commit, replacing any earlier one, as a new
+// commit on the local notes ref. The note is stored flat, under the full
+// hash, as `git notes` does for small notes trees; PushNotes publishes it.
+func (r *Repository) WriteNote(commit plumbing.Hash, n Note) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tip, err := r.refHash(NotesRef)
+	if err != nil {
+		return err
+	}
+	var tree plumbing.Hash
+	if !tip.IsZero() {
+		if tree, err = r.commitTreeOf(tip); err != nil {
+			return fmt.Errorf("write note: %w", err)
+		}
+	}
+	blob, err := writeBlob(r.st, EncodeNote(n))
+	if err != nil {
+		return fmt.Errorf("write note: %w", err)
+	}
+	updates := map[string]*object.TreeEntry{}
+	if err := r.noteUpdate(tree, commit.String(), blob, updates); err != nil {
+		return fmt.Errorf("write note: %w", err)
+	}
+	if len(updates) == 0 {
+		return nil // same note already there
+	}
+	newTree, _, err := r.updateTree(tree, updates)
+	if err != nil {
+		return fmt.Errorf("write note: %w", err)
+	}
+	c, err := r.commitTreeLocked(newTree, tip, fmt.Sprintf("Notes added by Sluice on %s\n", commit), time.Now())
+	if err != nil {
+		return fmt.Errorf("write note: %w", err)
+	}
+	return r.setRef(NotesRef, c)
+}
+
+// noteUpdate adds to updates what sets the note key (full hex) to blob in
+// tree: the flat entry, and the removal of the key under a fan-out path.
+func (r *Repository) noteUpdate(tree plumbing.Hash, key string, blob plumbing.Hash, updates map[string]*object.TreeEntry) error {
+	var existing []notePath
+	if !tree.IsZero() {
+		var err error
+		if existing, err = r.notePaths(tree, key, ""); err != nil {
+			return err
+		}
+	}
+	if len(existing) == 1 && existing[0].path == key && existing[0].hash == blob {
+		return nil
+	}
+	for _, p := range existing {
+		if p.path != key {
+			updates[p.path] = nil
+		}
+	}
+	updates[key] = &object.TreeEntry{Name: key, Mode: filemode.Regular, Hash: blob}
+	return nil
+}
+
+func (r *Repository) commitTreeOf(c plumbing.Hash) (plumbing.Hash, error) {
+	co, err := object.GetCommit(r.st, c)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("notes commit %s: %w", short(c), err)
+	}
+	return co.TreeHash, nil
+}
+
+type notePath struct {
+	path string
+	hash plumbing.Hash
+}
+
+// notePaths finds the blobs holding the note for key (or its rest below a
+// fan-out directory): flat "<40 hex>", or git's fan-out "ab/cdef...", at any depth.
+func (r *Repository) notePaths(tree plumbing.Hash, rest, prefix string) ([]notePath, error) {
+	t, err := object.GetTree(r.st, tree)
+	if err != nil {
+		return nil, err
+	}
+	var out []notePath
+	for _, e := range t.Entries {
+		switch {
+		case e.Name == rest && e.Mode != filemode.Dir:
+			out = append(out, notePath{path: prefix + e.Name, hash: e.Hash})
+		case e.Mode == filemode.Dir && len(rest) > 2 && e.Name == rest[:2]:
+			sub, err := r.notePaths(e.Hash, rest[2:], prefix+e.Name+"/")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, sub...)
+		}
+	}
+	// The flat entry (shortest path) first.
+	slices.SortFunc(out, func(a, b notePath) int { return len(a.path) - len(b.path) })
+	return out, nil
+}
+
+// allNotes maps every annotated commit (full hex) to its note blob, reading
+// flat and fan-out layouts; other entries are ignored.
+func (r *Repository) allNotes(tree plumbing.Hash) (map[string]plumbing.Hash, error) {
+	out := map[string]plumbing.Hash{}
+	if tree.IsZero() {
+		return out, nil
+	}
+	var walk func(h plumbing.Hash, prefix string) error
+	walk = func(h plumbing.Hash, prefix string) error {
+		t, err := object.GetTree(r.st, h)
+		if err != nil {
+			return err
+		}
+		for _, e := range t.Entries {
+			key := prefix + e.Name
+			switch {
+			case e.Mode == filemode.Dir && len(e.Name) == 2 && len(key) < 40:
+				if err := walk(e.Hash, key); err != nil {
+					return err
+				}
+			case e.Mode != filemode.Dir:
+				if _, ok := parseHash(key); ok {
+					if _, dup := out[key]; !dup || prefix == "" {
+						out[key] = e.Hash
+					}
+				}
+			}
+		}
+		return nil
+	}
+	return out, walk(tree, "")
+}
+
+// syncNotesLocked lays the local notes ref on top of the remote-tracking one:
+// a fast-forward when we wrote nothing since, nothing when the remote has
+// nothing new, and otherwise a new notes commit on the remote's tip that
+// re-applies our unpushed notes (see mergeNotes).
+func (r *Repository) syncNotesLocked() error {
+	local, err := r.refHash(NotesRef)
+	if err != nil {
+		return err
+	}
+	remote, err := r.refHash(remoteNotesRef)
+	if err != nil {
+		return err
+	}
+	switch {
+	case remote.IsZero() || local == remote:
+		return nil
+	case local.IsZero():
+		return r.setRef(NotesRef, remote)
+	}
+	if ok, err := r.isAncestorLocked(local, remote); err != nil {
+		return err
+	} else if ok {
+		return r.setRef(NotesRef, remote)
+	}
+	if ok, err := r.isAncestorLocked(remote, local); err != nil {
+		return err
+	} else if ok {
+		return nil // only our unpushed notes on top
+	}
+	merged, err := r.mergeNotes(local, remote)
+	if err != nil {
+		return err
+	}
+	return r.setRef(NotesRef, merged)
+}
+
+// mergeNotes re-applies the notes that ours changed since its merge base with
+// theirs on top of theirs, and returns the new notes commit (theirs itself if
+// nothing of ours is left). For a commit both sides annotated, the merge is
+// per gate: their records stay, ours replace those of the gates we wrote.
+func (r *Repository) mergeNotes(ours, theirs plumbing.Hash) (plumbing.Hash, error) {
+	oc, err := object.GetCommit(r.st, ours)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	tc, err := object.GetCommit(r.st, theirs)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	var baseTree plumbing.Hash
+	bases, err := oc.MergeBase(tc)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if len(bases) > 0 {
+		baseTree = bases[0].TreeHash
+	}
+	baseNotes, err := r.allNotes(baseTree)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	ourNotes, err := r.allNotes(oc.TreeHash)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+
+	updates := map[string]*object.TreeEntry{}
+	for _, key := range sortedKeys(ourNotes) {
+		blob := ourNotes[key]
+		if baseNotes[key] == blob {
+			continue // not ours
+		}
+		ourNote, err := r.decodeBlob(blob)
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("our note on %s: %w", key[:12], err)
+		}
+		var baseNote Note
+		if b, ok := baseNotes[key]; ok {
+			baseNote, _ = r.decodeBlob(b) // unreadable base: treat every record as ours
+		}
+		merged := ourNote
+		theirPaths, err := r.notePaths(tc.TreeHash, key, "")
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if len(theirPaths) > 0 {
+			// An unreadable note of theirs is replaced by ours rather than kept half-merged.
+			if theirNote, err := r.decodeBlob(theirPaths[0].hash); err == nil {
+				merged = Note{Records: slices.Clone(theirNote.Records)}
+				for _, rec := range ourNote.Records {
+					if b, ok := baseNote.Get(rec.Gate); !ok || !recordsEqual(b, rec) {
+						merged.Set(rec)
+					}
+				}
+			}
+		}
+		newBlob, err := writeBlob(r.st, EncodeNote(merged))
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if err := r.noteUpdate(tc.TreeHash, key, newBlob, updates); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
+	if len(updates) == 0 {
+		return theirs, nil
+	}
+	tree, _, err := r.updateTree(tc.TreeHash, updates)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	msg := fmt.Sprintf("Notes merged by Sluice onto %s\n", theirs)
+	return r.commitTreeLocked(tree, theirs, msg, time.Now())
+}
+
+func (r *Repository) decodeBlob(h plumbing.Hash) (Note, error) {
+	b, err := readBlob(r.st, h)
+	if err != nil {
+		return Note{}, err
+	}
+	return DecodeNote(b)
+}
+
+func recordsEqual(a, b Record) bool {
+	return bytes.Equal(EncodeNote(Note{Records: []Record{a}}), EncodeNote(Note{Records: []Record{b}}))
+}
+
+// PushNotes publishes the local notes ref to the remote's refs/notes/sluice
+// by compare-and-swap against the remote-tracking value. If another writer
+// moved it, it fetches theirs, re-applies our unpushed notes on top (per
+// commit, per gate: see mergeNotes) and tries again, a bounded number of
+// times; after that the error matches ErrStale.
+func (r *Repository) PushNotes(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		local, err := r.refHash(NotesRef)
+		if err != nil {
+			return err
+		}
+		remote, err := r.refHash(remoteNotesRef)
+		if err != nil {
+			return err
+		}
+		if local.IsZero() || local == remote {
+			return nil
+		}
+		if !remote.IsZero() {
+			ok, err := r.isAncestorLocked(remote, local)
+			if err != nil {
+				return fmt.Errorf("push notes: %w", err)
+			}
+			if !ok {
+				if err := r.syncNotesLocked(); err != nil {
+					return fmt.Errorf("push notes: %w", err)
+				}
+				continue
+			}
+		}
+		err = r.pushLocked(ctx, NotesRef, remote, local)
+		if err == nil {
+			return r.setRef(remoteNotesRef, local)
+		}
+		if !errors.Is(err, ErrStale) || attempt >= maxNotesPushAttempts {
+			return fmt.Errorf("push notes (attempt %d): %w", attempt, err)
+		}
+		if err := r.fetchLocked(ctx, nil); err != nil {
+			return fmt.Errorf("push notes: %w", err)
+		}
+	}
+}

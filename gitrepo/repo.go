@@ -1,0 +1,294 @@
+package gitrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+const (
+	remoteName = "origin"
+	// NotesRef is where Sluice keeps its verdict notes, locally and on the remote.
+	NotesRef = plumbing.ReferenceName("refs/notes/sluice")
+	// remoteNotesRef is the remote-tracking copy of the remote's NotesRef,
+	// outside refs/remotes so no branch name can collide with it.
+	remoteNotesRef = plumbing.ReferenceName("refs/sluice/remote-notes")
+)
+
+// Options say which remote to use and where to cache it.
+type Options struct {
+	// URL of the remote: file:// or an absolute path, http(s)://, ssh:// or git@host:path.
+	URL string
+	// Credentials for the remote; nil for none (ssh then uses go-git's defaults: the agent).
+	Credentials *Credentials
+	// Dir is the local cache, a bare repository created if missing. "" keeps it in memory.
+	Dir string
+	// Author signs revert and notes commits (author and committer).
+	Author Signature
+	// CABundle is extra PEM CA certificates for an https remote.
+	CABundle []byte
+}
+
+// Signature is a commit author.
+type Signature struct {
+	Name, Email string
+}
+
+// DefaultAuthor signs commits when Options.Author is empty.
+var DefaultAuthor = Signature{Name: "Sluice", Email: "sluice@localhost"}
+
+// Repository is a local bare cache of one remote. Its methods are safe for
+// concurrent use; they are serialized, network calls included.
+type Repository struct {
+	mu       sync.Mutex
+	repo     *git.Repository
+	st       storage.Storer
+	remote   *git.Remote
+	url      string // redacted, for errors
+	auth     transport.AuthMethod
+	caBundle []byte
+	author   Signature
+	scrub    scrubber
+}
+
+// Open opens (or creates) the local cache and points its remote "origin" at
+// opts.URL. It does not talk to the remote; call Fetch.
+func Open(ctx context.Context, opts Options) (*Repository, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	scrub := newScrubber(opts.URL, opts.Credentials)
+	if opts.URL == "" {
+		return nil, errors.New("open repository: empty URL")
+	}
+	ep, err := transport.NewEndpoint(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("open repository: bad URL %s: %s", redactURL(opts.URL), scrub.scrub(err.Error()))
+	}
+	auth, err := authMethod(ep, opts.Credentials)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %s", redactURL(opts.URL), scrub.scrub(err.Error()))
+	}
+
+	var st storage.Storer
+	if opts.Dir == "" {
+		st = memory.NewStorage()
+	} else {
+		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("open repository cache: %w", err)
+		}
+		st = filesystem.NewStorage(osfs.New(opts.Dir), cache.NewObjectLRUDefault())
+	}
+	repo, err := git.Open(st, nil)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		repo, err = git.Init(st, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open repository cache %s: %w", opts.Dir, err)
+	}
+
+	want := &config.RemoteConfig{
+		Name:  remoteName,
+		URLs:  []string{opts.URL},
+		Fetch: []config.RefSpec{config.RefSpec("+refs/heads/*:refs/remotes/" + remoteName + "/*")},
+	}
+	remote, err := repo.Remote(remoteName)
+	switch {
+	case err == nil && len(remote.Config().URLs) == 1 && remote.Config().URLs[0] == opts.URL:
+		// already set up
+	case err == nil || errors.Is(err, git.ErrRemoteNotFound):
+		if err == nil {
+			if err := repo.DeleteRemote(remoteName); err != nil {
+				return nil, fmt.Errorf("open repository cache: reset remote: %w", err)
+			}
+		}
+		if remote, err = repo.CreateRemote(want); err != nil {
+			return nil, fmt.Errorf("open repository cache: set remote %s: %s", redactURL(opts.URL), scrub.scrub(err.Error()))
+		}
+	default:
+		return nil, fmt.Errorf("open repository cache: %w", err)
+	}
+
+	author := opts.Author
+	if author.Name == "" {
+		author.Name = DefaultAuthor.Name
+	}
+	if author.Email == "" {
+		author.Email = DefaultAuthor.Email
+	}
+	return &Repository{
+		repo:     repo,
+		st:       st,
+		remote:   remote,
+		url:      redactURL(opts.URL),
+		auth:     auth,
+		caBundle: opts.CABundle,
+		author:   author,
+		scrub:    scrub,
+	}, nil
+}
+
+// Fetch brings refs/heads/<b> of each named branch to refs/remotes/origin/<b>,
+// and the remote's refs/notes/sluice to a remote-tracking notes ref, then
+// lays the local notes ref on top of it (our unpushed notes re-applied, see
+// PushNotes). A branch the remote does not have gives ErrBranchNotFound naming
+// it, after the others were fetched.
+func (r *Repository) Fetch(ctx context.Context, branches ...string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fetchLocked(ctx, branches)
+}
+
+func (r *Repository) fetchLocked(ctx context.Context, branches []string) error {
+	advertised, err := r.listLocked(ctx)
+	if err != nil {
+		return err
+	}
+	var specs []config.RefSpec
+	var missing []error
+	for _, b := range branches {
+		b = branchName(b)
+		if err := plumbing.NewBranchReferenceName(b).Validate(); err != nil || b == "" {
+			return fmt.Errorf("fetch: bad branch name %q", b)
+		}
+		if _, ok := advertised[plumbing.NewBranchReferenceName(b)]; !ok {
+			missing = append(missing, fmt.Errorf("fetch %s: branch %q: %w", r.url, b, ErrBranchNotFound))
+			// The remote deleted it: forget our stale copy.
+			if err := r.st.RemoveReference(trackingRef(b)); err != nil {
+				return err
+			}
+			continue
+		}
+		specs = append(specs, config.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", b, trackingRef(b))))
+	}
+	if _, ok := advertised[NotesRef]; ok {
+		specs = append(specs, config.RefSpec(fmt.Sprintf("+%s:%s", NotesRef, remoteNotesRef)))
+	} else if err := r.st.RemoveReference(remoteNotesRef); err != nil {
+		return err
+	}
+
+	if len(specs) > 0 {
+		err := r.remote.FetchContext(ctx, &git.FetchOptions{
+			RemoteName: remoteName,
+			RefSpecs:   specs,
+			Auth:       r.auth,
+			Tags:       git.NoTags,
+			CABundle:   r.caBundle,
+		})
+		switch {
+		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+		case errors.Is(err, git.NoMatchingRefSpecError{}):
+			// A ref vanished between listing and fetching.
+			return r.remoteErr("fetch", fmt.Errorf("%w: %v", ErrBranchNotFound, err))
+		default:
+			return r.remoteErr("fetch", err)
+		}
+	}
+	if err := r.syncNotesLocked(); err != nil {
+		return fmt.Errorf("fetch: notes: %w", err)
+	}
+	return errors.Join(missing...)
+}
+
+// listLocked returns the remote's refs (ls-remote).
+func (r *Repository) listLocked(ctx context.Context) (map[plumbing.ReferenceName]plumbing.Hash, error) {
+	refs, err := r.remote.ListContext(ctx, &git.ListOptions{Auth: r.auth, CABundle: r.caBundle})
+	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+		return map[plumbing.ReferenceName]plumbing.Hash{}, nil
+	}
+	if err != nil {
+		return nil, r.remoteErr("list", err)
+	}
+	out := make(map[plumbing.ReferenceName]plumbing.Hash, len(refs))
+	for _, ref := range refs {
+		if ref.Type() == plumbing.HashReference {
+			out[ref.Name()] = ref.Hash()
+		}
+	}
+	return out, nil
+}
+
+// Tip returns the remote-tracking tip of branch as of the last Fetch or Push.
+func (r *Repository) Tip(branch string) (plumbing.Hash, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tipLocked(branch)
+}
+
+func (r *Repository) tipLocked(branch string) (plumbing.Hash, error) {
+	b := branchName(branch)
+	ref, err := r.st.Reference(trackingRef(b))
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return plumbing.ZeroHash, fmt.Errorf("branch %q: %w", b, ErrBranchNotFound)
+	}
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return ref.Hash(), nil
+}
+
+func branchName(b string) string { return strings.TrimPrefix(b, "refs/heads/") }
+
+func trackingRef(branch string) plumbing.ReferenceName {
+	return plumbing.NewRemoteReferenceName(remoteName, branch)
+}
+
+// refHash returns the hash of a local ref, ZeroHash if it does not exist.
+func (r *Repository) refHash(name plumbing.ReferenceName) (plumbing.Hash, error) {
+	ref, err := r.st.Reference(name)
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return plumbing.ZeroHash, nil
+	}
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return ref.Hash(), nil
+}
+
+func (r *Repository) setRef(name plumbing.ReferenceName, h plumbing.Hash) error {
+	if h.IsZero() {
+		return r.st.RemoveReference(name)
+	}
+	return r.st.SetReference(plumbing.NewHashReference(name, h))
+}
+
+// remoteErr turns a go-git error from talking to the remote into a
+// *RemoteError: classified, and scrubbed of credentials.
+func (r *Repository) remoteErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var kinds []error
+	for _, k := range []error{ErrAuth, ErrStale, ErrRejected, ErrBranchNotFound, ErrRepositoryNotFound, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	text := err.Error()
+	switch {
+	case errors.Is(err, transport.ErrAuthenticationRequired),
+		errors.Is(err, transport.ErrAuthorizationFailed),
+		strings.Contains(text, "unable to authenticate"),
+		strings.Contains(text, "no supported methods remain"):
+		kinds = append(kinds, ErrAuth)
+	case errors.Is(err, transport.ErrRepositoryNotFound):
+		kinds = append(kinds, ErrRepositoryNotFound)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		kinds = append(kinds, context.DeadlineExceeded)
+	}
+	return &RemoteError{Op: op, URL: r.url, msg: r.scrub.scrub(text), kinds: kinds}
+}
