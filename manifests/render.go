@@ -1,0 +1,210 @@
+package manifests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+// RenderOptions bounds what a render may read and produce. A zero field takes
+// its default from DefaultRenderOptions.
+type RenderOptions struct {
+	MaxFileSize  int64 // bytes per file, default 1 MiB
+	MaxTotalSize int64 // bytes read in all, default 64 MiB
+	MaxFiles     int   // files read, default 10000
+	MaxObjects   int   // rendered objects, default 2000
+	MaxDepth     int   // YAML nesting depth, default 64
+}
+
+// DefaultRenderOptions returns the limits Render uses when none are given.
+func DefaultRenderOptions() RenderOptions {
+	return RenderOptions{
+		MaxFileSize:  1 << 20,
+		MaxTotalSize: 64 << 20,
+		MaxFiles:     10000,
+		MaxObjects:   2000,
+		MaxDepth:     64,
+	}
+}
+
+func (o RenderOptions) withDefaults() RenderOptions {
+	d := DefaultRenderOptions()
+	if o.MaxFileSize <= 0 {
+		o.MaxFileSize = d.MaxFileSize
+	}
+	if o.MaxTotalSize <= 0 {
+		o.MaxTotalSize = d.MaxTotalSize
+	}
+	if o.MaxFiles <= 0 {
+		o.MaxFiles = d.MaxFiles
+	}
+	if o.MaxObjects <= 0 {
+		o.MaxObjects = d.MaxObjects
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = d.MaxDepth
+	}
+	return o
+}
+
+// RenderError is a render failure that is the commit's fault: a bad or
+// hostile kustomization or file, or objects that cannot be put into a test
+// environment. Anything else Render or Overlay returns (a cancelled context,
+// a tree that cannot be read) is the infrastructure's fault.
+type RenderError struct {
+	// Path is the repository-relative path of the file at fault, usually the
+	// kustomization that holds the bad reference. Errors found by Overlay name
+	// the object instead, as Kind/namespace/name.
+	Path string
+	// Reason says what is wrong, in a sentence without the path.
+	Reason string
+	// Err is the underlying error, if any (a YAML or kustomize error).
+	Err error
+}
+
+func (e *RenderError) Error() string {
+	msg := e.Reason
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	if e.Path == "" {
+		return msg
+	}
+	return e.Path + ": " + msg
+}
+
+func (e *RenderError) Unwrap() error { return e.Err }
+
+// Render runs kustomize build of dir (slash path relative to the root of tree, e.g. "environments/staging") from tree.
+//
+// tree is the candidate commit's files. If tree implements io/fs.ReadLinkFS,
+// symlinks are followed only when their target stays inside the tree; a link
+// out of it is a *RenderError. Without ReadLinkFS, tree itself decides what a
+// path means.
+//
+// Before kustomize runs, every kustomization reachable from dir is parsed and
+// every path it names is checked: remote bases and URLs, absolute paths, paths
+// that climb out of the tree, Helm charts, non-builtin plugins and KRM
+// functions are rejected, and each file is checked against opts and, when it
+// is YAML, for invalid UTF-8, duplicate keys, alias bombs and deep nesting.
+// Only the checked files are copied into kustomize's in-memory file system,
+// so kustomize sees nothing else. Paths are resolved lexically from the
+// kustomization that names them, anywhere inside the tree (kustomize's
+// LoadRestrictionsRootOnly, with the tree as the root).
+//
+// The objects come back in kustomize's legacy order (or the order the
+// kustomization's sortOptions ask for), which is deterministic.
+func Render(ctx context.Context, tree fs.FS, dir string, opts RenderOptions) ([]*unstructured.Unstructured, error) {
+	opts = opts.withDefaults()
+	dir, err := cleanDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := newLoader(ctx, tree, opts)
+	kfile, err := l.load(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := build(ctx, l.mem, dir)
+	if err != nil {
+		var re *RenderError
+		if errors.As(err, &re) && re.Path == "" {
+			re.Path = kfile
+		}
+		return nil, err
+	}
+	if n := m.Size(); n > opts.MaxObjects {
+		return nil, &RenderError{Path: kfile, Reason: fmt.Sprintf("renders %d objects, more than the limit of %d", n, opts.MaxObjects)}
+	}
+	objs := make([]*unstructured.Unstructured, 0, m.Size())
+	for _, r := range m.Resources() {
+		b, err := r.MarshalJSON()
+		if err != nil {
+			return nil, &RenderError{Path: kfile, Reason: fmt.Sprintf("encode %s", r.CurId()), Err: err}
+		}
+		var obj map[string]any
+		if err := utiljson.Unmarshal(b, &obj); err != nil {
+			return nil, &RenderError{Path: kfile, Reason: fmt.Sprintf("decode %s", r.CurId()), Err: err}
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: obj})
+	}
+	return objs, nil
+}
+
+// cleanDir turns the gate's path into a tree path. A bad path is the
+// configuration's fault, not the commit's, so it is a plain error.
+func cleanDir(dir string) (string, error) {
+	if dir == "" {
+		return ".", nil
+	}
+	if strings.HasPrefix(dir, "/") {
+		return "", fmt.Errorf("kustomization path %q must be relative to the repository root", dir)
+	}
+	clean := path.Clean(dir)
+	if !fs.ValidPath(clean) {
+		return "", fmt.Errorf("kustomization path %q is not inside the repository", dir)
+	}
+	return clean, nil
+}
+
+// buildSlot serializes kustomize builds: kustomize keeps global state (the
+// OpenAPI schema) that concurrent builds race on. It is a channel rather than
+// a mutex so that waiting for it honours ctx.
+var buildSlot = make(chan struct{}, 1)
+
+// build runs kustomize on the in-memory file system, with plugins limited to
+// the statically linked builtins and Helm disabled. Everything it may read was
+// copied and checked by the loader; it has no way to the disk or the network
+// left because the loader refused every reference that would lead there.
+func build(ctx context.Context, mem filesys.FileSystem, dir string) (resmap.ResMap, error) {
+	select {
+	case buildSlot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	type result struct {
+		m   resmap.ResMap
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() { <-buildSlot }()
+		var r result
+		defer func() {
+			// Kustomize panics on some malformed input; that is the
+			// commit's fault, not a reason to take the daemon down.
+			if p := recover(); p != nil {
+				r = result{err: &RenderError{Reason: fmt.Sprintf("kustomize build panicked: %v", p)}}
+			}
+			done <- r
+		}()
+		k := krusty.MakeKustomizer(&krusty.Options{
+			Reorder:          krusty.ReorderOptionUnspecified,
+			LoadRestrictions: types.LoadRestrictionsNone, // the in-memory tree is the restriction
+			PluginConfig:     types.DisabledPluginConfig(),
+		})
+		m, err := k.Run(mem, path.Join("/", dir))
+		if err != nil {
+			err = &RenderError{Reason: "kustomize build", Err: err}
+		}
+		r = result{m: m, err: err}
+	}()
+	select {
+	case r := <-done:
+		return r.m, r.err
+	case <-ctx.Done():
+		// The build goes on in the background, bounded by the render
+		// limits, and frees the slot when it ends.
+		return nil, ctx.Err()
+	}
+}
