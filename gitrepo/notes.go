@@ -95,8 +95,10 @@ const reasonIndent = "    "
 // EncodeNote renders n as text for `git notes show` and `git log --notes`:
 // one block per gate (sorted by gate), blocks separated by a blank line, each
 // a list of "key: value" lines; the reason follows a "reason:" line, each of
-// its lines indented by four spaces. Zero values are left out. Gate and
-// Digest must be single-line. The output is deterministic.
+// its lines indented by four spaces (empty lines stay empty, so the text has
+// no trailing blanks and survives git's own clean-up). Zero values are left
+// out, and so are the trailing newlines of Reason. Gate and Digest must be
+// single-line. The output is deterministic.
 func EncodeNote(n Note) []byte {
 	recs := slices.Clone(n.Records)
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Gate < recs[j].Gate })
@@ -140,10 +142,13 @@ func EncodeNote(n Note) []byte {
 			}
 			kv(keyDurations, strings.Join(ds, " "))
 		}
-		if r.Reason != "" {
+		if reason := strings.TrimRight(r.Reason, "\n"); reason != "" {
 			b.WriteString(keyReason + ":\n")
-			for _, l := range strings.Split(r.Reason, "\n") {
-				b.WriteString(reasonIndent + l + "\n")
+			for _, l := range strings.Split(reason, "\n") {
+				if l != "" {
+					b.WriteString(reasonIndent + l)
+				}
+				b.WriteByte('\n')
 			}
 		}
 	}
@@ -152,22 +157,20 @@ func EncodeNote(n Note) []byte {
 
 // DecodeNote parses what EncodeNote writes, strictly: an unknown or repeated
 // key, a block not starting with "gate:", a missing verdict, a bad value or a
-// gate appearing twice is an error naming the line. Empty input is an empty
-// note.
+// gate appearing twice is an error naming the line. Inside a reason, blank
+// lines followed by more indented lines are empty reason lines. Empty input
+// is an empty note.
 func DecodeNote(b []byte) (Note, error) {
 	var n Note
 	lines := strings.Split(string(b), "\n")
-	if len(lines) > 0 && lines[len(lines)-1] == "" {
+	if lines[len(lines)-1] == "" {
 		lines = lines[:len(lines)-1]
 	}
 
 	var (
-		cur       *Record
-		curLine   int
-		seen      map[string]bool
-		reason    []string
-		inReason  bool
-		reasonKey int
+		cur     *Record
+		curLine int
+		seen    map[string]bool
 	)
 	finish := func() error {
 		if cur == nil {
@@ -180,23 +183,12 @@ func DecodeNote(b []byte) (Note, error) {
 			return fmt.Errorf("line %d: gate %q appears twice", curLine, cur.Gate)
 		}
 		n.Records = append(n.Records, *cur)
-		cur, seen, reason, inReason = nil, nil, nil, false
+		cur, seen = nil, nil
 		return nil
 	}
 
-	for i, line := range lines {
-		no := i + 1
-		if inReason && strings.HasPrefix(line, reasonIndent) {
-			reason = append(reason, line[len(reasonIndent):])
-			continue
-		}
-		if inReason {
-			if len(reason) == 0 {
-				return Note{}, fmt.Errorf("line %d: reason has no lines", reasonKey)
-			}
-			cur.Reason = strings.Join(reason, "\n")
-			inReason, reason = false, nil
-		}
+	for i := 0; i < len(lines); i++ {
+		line, no := lines[i], i+1
 		if line == "" {
 			if err := finish(); err != nil {
 				return Note{}, err
@@ -221,7 +213,31 @@ func DecodeNote(b []byte) (Note, error) {
 			if value != "" {
 				return Note{}, fmt.Errorf("line %d: reason lines go below \"reason:\", indented", no)
 			}
-			inReason, reasonKey = true, no
+			var reason []string
+			j := i + 1
+			for j < len(lines) {
+				if l, ok := strings.CutPrefix(lines[j], reasonIndent); ok {
+					reason = append(reason, l)
+					j++
+					continue
+				}
+				// Blank lines belong to the reason if more of it follows.
+				k := j
+				for k < len(lines) && lines[k] == "" {
+					k++
+				}
+				if k == j || k == len(lines) || !strings.HasPrefix(lines[k], reasonIndent) {
+					break
+				}
+				for ; j < k; j++ {
+					reason = append(reason, "")
+				}
+			}
+			if len(reason) == 0 || strings.TrimRight(strings.Join(reason, "\n"), "\n") == "" {
+				return Note{}, fmt.Errorf("line %d: reason has no lines", no)
+			}
+			cur.Reason = strings.Join(reason, "\n")
+			i = j - 1
 			continue
 		}
 		v, ok := strings.CutPrefix(value, " ")
@@ -231,13 +247,6 @@ func DecodeNote(b []byte) (Note, error) {
 		if err := setField(cur, key, v); err != nil {
 			return Note{}, fmt.Errorf("line %d: %s: %w", no, key, err)
 		}
-	}
-	if inReason {
-		if len(reason) == 0 {
-			return Note{}, fmt.Errorf("line %d: reason has no lines", reasonKey)
-		}
-		cur.Reason = strings.Join(reason, "\n")
-		inReason = false
 	}
 	if err := finish(); err != nil {
 		return Note{}, err
