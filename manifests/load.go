@@ -236,12 +236,12 @@ func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []f
 		}
 	}
 	for _, g := range k.ConfigMapGenerator {
-		if err := l.generatorSources(kfile, dir, g.KvPairSources); err != nil {
+		if err := l.generatorSources(kfile, dir, "", g.KvPairSources); err != nil {
 			return err
 		}
 	}
 	for _, g := range k.SecretGenerator {
-		if err := l.generatorSources(kfile, dir, g.KvPairSources); err != nil {
+		if err := l.generatorSources(kfile, dir, "", g.KvPairSources); err != nil {
 			return err
 		}
 	}
@@ -289,8 +289,9 @@ func (l *loader) patch(from *ref) error {
 }
 
 // generatorSources handles the files and env files of a ConfigMap or Secret
-// generator, whether in a kustomization or in a builtin plugin's config.
-func (l *loader) generatorSources(kfile, dir string, s types.KvPairSources) error {
+// generator, whether in a kustomization or (with prefix naming it) in a
+// builtin plugin's config.
+func (l *loader) generatorSources(kfile, dir, prefix string, s types.KvPairSources) error {
 	for _, src := range s.FileSources {
 		// Split "key=path" the way kustomize does; sources it would
 		// refuse are left for it to refuse.
@@ -301,7 +302,7 @@ func (l *loader) generatorSources(kfile, dir string, s types.KvPairSources) erro
 		if p == "" {
 			continue
 		}
-		if _, err := l.file(&ref{file: kfile, dir: dir, field: "file", value: p}, binaryFile); err != nil {
+		if _, err := l.file(&ref{file: kfile, dir: dir, field: prefix + "file", value: p}, binaryFile); err != nil {
 			return err
 		}
 	}
@@ -310,7 +311,7 @@ func (l *loader) generatorSources(kfile, dir string, s types.KvPairSources) erro
 		envs = append(envs[:len(envs):len(envs)], s.EnvSource)
 	}
 	for _, e := range envs {
-		if _, err := l.file(&ref{file: kfile, dir: dir, field: "env file", value: e}, textFile); err != nil {
+		if _, err := l.file(&ref{file: kfile, dir: dir, field: prefix + "env file", value: e}, textFile); err != nil {
 			return err
 		}
 	}

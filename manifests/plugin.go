@@ -166,7 +166,7 @@ func (l *loader) pluginConfig(from *ref, file string, raw json.RawMessage) error
 			}
 		}
 	}
-	return l.generatorSources(from.file, from.dir, c.KvPairSources)
+	return l.generatorSources(from.file, from.dir, from.field+" "+name+" ", c.KvPairSources)
 }
 
 // inline checks YAML content written inside a file, such as an inline patch:
