@@ -72,6 +72,21 @@ func (c *cli) try(t testing.TB, args ...string) (string, error) {
 	return strings.TrimSpace(stdout.String()), nil
 }
 
+// gitStdin runs git with stdin and returns its untrimmed stdout.
+func gitStdin(t testing.TB, c *cli, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(t.Context(), "git", args...)
+	cmd.Dir = c.dir
+	cmd.Env = c.env
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", &cliError{args: args, err: err, stderr: stderr.String()}
+	}
+	return stdout.String(), nil
+}
+
 type cliError struct {
 	args   []string
 	err    error
