@@ -1,0 +1,47 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Stop deletes the cluster: kwokctl stops its components, any process still
+// naming the work directory is killed, and the work directory is removed.
+// Calling it again returns the first call's result. It does nothing to an
+// external cluster.
+func (c *Cluster) Stop() error {
+	if c == nil || c.external {
+		return nil
+	}
+	c.stopOnce.Do(func() { c.stopErr = c.stop() })
+	return c.stopErr
+}
+
+func (c *Cluster) stop() error {
+	var errs []error
+	if c.env != nil { // kwokctl ran, so there may be a cluster to delete
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := c.kwokctl(ctx, "delete", "cluster", "--kubeconfig="); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	// kwokctl kills only what its pid files name; a component whose pid file
+	// was lost, or a kwokctl still running, is found by its command line.
+	if err := killProcessesOf(c.Workdir, 10*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(c.Workdir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.stopWatchdog(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stop test cluster %s: %w", c.Name, err)
+	}
+	return nil
+}
