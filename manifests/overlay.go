@@ -192,36 +192,39 @@ func (o OverlayOptions) labels() map[string]string {
 	return l
 }
 
-// podTemplatePaths are where workloads keep the metadata of the pods they
-// make, so pods carry the environment's labels too.
-var podTemplatePaths = map[schema.GroupKind][][]string{
-	{Group: "apps", Kind: "Deployment"}:  {{"spec", "template", "metadata"}},
-	{Group: "apps", Kind: "StatefulSet"}: {{"spec", "template", "metadata"}},
-	{Group: "apps", Kind: "DaemonSet"}:   {{"spec", "template", "metadata"}},
-	{Group: "apps", Kind: "ReplicaSet"}:  {{"spec", "template", "metadata"}},
-	{Group: "batch", Kind: "Job"}:        {{"spec", "template", "metadata"}},
+// podTemplates are where workloads keep the templates of what they make
+// (pods, and a CronJob's jobs), so those carry the environment's labels too.
+var podTemplates = map[schema.GroupKind][][]string{
+	{Group: "apps", Kind: "Deployment"}:  {{"spec", "template"}},
+	{Group: "apps", Kind: "StatefulSet"}: {{"spec", "template"}},
+	{Group: "apps", Kind: "DaemonSet"}:   {{"spec", "template"}},
+	{Group: "apps", Kind: "ReplicaSet"}:  {{"spec", "template"}},
+	{Group: "batch", Kind: "Job"}:        {{"spec", "template"}},
 	{Group: "batch", Kind: "CronJob"}: {
-		{"spec", "jobTemplate", "metadata"},
-		{"spec", "jobTemplate", "spec", "template", "metadata"},
+		{"spec", "jobTemplate"},
+		{"spec", "jobTemplate", "spec", "template"},
 	},
 }
 
-// setLabels adds labels to obj's metadata and its pod templates. Selectors
-// are left alone: adding labels to what they select keeps it selected.
+// setLabels adds labels to obj's metadata and its templates. Selectors are
+// left alone: adding labels to what they select keeps it selected.
 func setLabels(obj *unstructured.Unstructured, labels map[string]string) {
 	obj.SetLabels(merge(obj.GetLabels(), labels))
-	for _, fields := range podTemplatePaths[obj.GroupVersionKind().GroupKind()] {
-		meta, found, err := unstructured.NestedMap(obj.Object, fields...)
-		if err != nil || !found {
+	for _, fields := range podTemplates[obj.GroupVersionKind().GroupKind()] {
+		if _, found, err := unstructured.NestedMap(obj.Object, fields...); err != nil || !found {
 			continue
 		}
-		existing, _, _ := unstructured.NestedStringMap(meta, "labels")
+		at := append(slices.Clone(fields), "metadata", "labels")
+		existing, _, err := unstructured.NestedStringMap(obj.Object, at...)
+		if err != nil {
+			continue // not labels kustomize would have let through; leave it
+		}
 		merged := merge(existing, labels)
 		l := make(map[string]any, len(merged))
 		for k, v := range merged {
 			l[k] = v
 		}
-		_ = unstructured.SetNestedMap(obj.Object, l, append(slices.Clone(fields), "labels")...)
+		_ = unstructured.SetNestedMap(obj.Object, l, at...)
 	}
 }
 
