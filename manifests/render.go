@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/openapi"
 )
 
 // RenderOptions bounds what a render may read and produce. A zero field takes
@@ -115,7 +116,7 @@ func Render(ctx context.Context, tree fs.FS, dir string, opts RenderOptions) ([]
 	if err != nil {
 		return nil, err
 	}
-	m, err := build(ctx, l.mem, dir)
+	m, err := build(ctx, l.mem, dir, l.openAPI)
 	if err != nil {
 		var re *RenderError
 		if errors.As(err, &re) && re.Path == "" {
@@ -166,7 +167,11 @@ var buildSlot = make(chan struct{}, 1)
 // the statically linked builtins and Helm disabled. Everything it may read was
 // copied and checked by the loader; it has no way to the disk or the network
 // left because the loader refused every reference that would lead there.
-func build(ctx context.Context, mem filesys.FileSystem, dir string) (resmap.ResMap, error) {
+//
+// customSchema says the kustomization sets its own OpenAPI schema. Kustomize
+// keeps that in a global that its next build does not always reset, so it is
+// reset here: one commit's schema must not change how another renders.
+func build(ctx context.Context, mem filesys.FileSystem, dir string, customSchema bool) (resmap.ResMap, error) {
 	select {
 	case buildSlot <- struct{}{}:
 	case <-ctx.Done():
@@ -179,6 +184,9 @@ func build(ctx context.Context, mem filesys.FileSystem, dir string) (resmap.ResM
 	done := make(chan result, 1)
 	go func() {
 		defer func() { <-buildSlot }()
+		if customSchema {
+			defer openapi.ResetOpenAPI()
+		}
 		var r result
 		defer func() {
 			// Kustomize panics on some malformed input; that is the

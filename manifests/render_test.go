@@ -603,3 +603,34 @@ func TestRenderHonoursContext(t *testing.T) {
 		t.Errorf("a cancelled render is a RenderError; it is not the commit's fault")
 	}
 }
+
+// TestRenderIsolatesOpenAPISchemas renders a kustomization with its own
+// OpenAPI schema, which kustomize keeps in a global, and checks that the next
+// render of another kustomization is not changed by it: the schema gives a
+// custom kind's list a merge key, so a patch would merge into the list
+// instead of replacing it.
+func TestRenderIsolatesOpenAPISchemas(t *testing.T) {
+	widget := "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  parts:\n  - {name: a, size: 1}\n"
+	patch := "patches:\n- patch: |-\n    apiVersion: example.com/v1\n    kind: Widget\n    metadata:\n      name: w\n    spec:\n      parts:\n      - {name: b, size: 2}\n"
+	tree := repo(map[string]string{
+		"polluter/kustomization.yaml": "openapi:\n  path: schema.json\nresources:\n- widget.yaml\n" + patch,
+		"polluter/widget.yaml":        widget,
+		"polluter/schema.json": `{"definitions": {"com.example.v1.Widget": {
+  "type": "object",
+  "x-kubernetes-group-version-kind": [{"group": "example.com", "kind": "Widget", "version": "v1"}],
+  "properties": {"spec": {"type": "object", "properties": {"parts": {
+    "type": "array", "items": {"type": "object"},
+    "x-kubernetes-patch-merge-key": "name", "x-kubernetes-patch-strategy": "merge"}}}}}}}`,
+		"victim/kustomization.yaml": "resources:\n- widget.yaml\n" + patch,
+		"victim/widget.yaml":        widget,
+	})
+	want := mustRender(t, tree, "victim")
+	polluted := mustRender(t, tree, "polluter")
+	if diff := cmp.Diff(maps(want), maps(polluted)); diff == "" {
+		t.Fatal("the custom schema changed nothing; the test cannot tell pollution")
+	}
+	got := mustRender(t, tree, "victim")
+	if diff := cmp.Diff(maps(want), maps(got)); diff != "" {
+		t.Errorf("victim after polluter (-before +after):\n%s", diff)
+	}
+}
