@@ -192,6 +192,13 @@ func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []f
 		if err != nil {
 			return err
 		}
+		fi, err := l.stat(p, from)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return from.fail("is a file; a component is a directory with a kustomization.yaml")
+		}
 		if err := l.kustomization(p, from, stack); err != nil {
 			return err
 		}

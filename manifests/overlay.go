@@ -114,6 +114,9 @@ func Overlay(objs []*unstructured.Unstructured, opts OverlayOptions) (*TestEnvir
 				continue
 			}
 			obj := in.DeepCopy()
+			// Kustomize puts custom kinds it has no schema for into its
+			// namespace, cluster-scoped or not; the API server would not.
+			obj.SetNamespace("")
 			setLabels(obj, labels)
 			env.ClusterScoped = append(env.ClusterScoped, obj)
 			continue

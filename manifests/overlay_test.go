@@ -72,6 +72,7 @@ apiVersion: example.com/v1
 kind: Widget
 metadata:
   name: big
+  namespace: staging # set by kustomize, which does not know Widget's scope
 ---
 apiVersion: example.com/v1
 kind: Gadget

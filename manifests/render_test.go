@@ -471,6 +471,11 @@ func TestRenderRejects(t *testing.T) {
 			want:  []string{kfile + `: resource "config" is a directory without a kustomization.yaml (environments/staging/config)`},
 		},
 		{
+			name:  "a component that is a file",
+			files: kust("resources:\n- namespace.yaml\ncomponents:\n- replicas.yaml\n"),
+			want:  []string{kfile + `: component "replicas.yaml" is a file; a component is a directory`},
+		},
+		{
 			name:  "a gate path that does not exist",
 			files: staging,
 			dir:   "environments/prod",
