@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // staging is a small desired-state repository: an app base, a component,
@@ -328,6 +329,11 @@ func TestRenderRejects(t *testing.T) {
 			want:  []string{kfile + `: patch "http://example.com/patch.yaml" is a remote reference`},
 		},
 		{
+			name:  "a strategic merge patch fetched over https",
+			files: kust("resources:\n- namespace.yaml\npatchesStrategicMerge:\n- https://example.com/patch.yaml\n"),
+			want:  []string{kfile + `: patch "https://example.com/patch.yaml" is a remote reference`},
+		},
+		{
 			name:  "a generator file outside the repository",
 			files: kust("configMapGenerator:\n- name: x\n  files:\n  - key=../../../etc/hostname\n"),
 			want:  []string{kfile + `: file "../../../etc/hostname" climbs out of the repository`},
@@ -637,5 +643,73 @@ func TestRenderIsolatesOpenAPISchemas(t *testing.T) {
 	got := mustRender(t, tree, "victim")
 	if diff := cmp.Diff(maps(want), maps(got)); diff != "" {
 		t.Errorf("victim after polluter (-before +after):\n%s", diff)
+	}
+}
+
+// TestRenderRunsBuiltinPlugins checks that the builtin generators and
+// transformers still work, in files and inline, with the files they name.
+func TestRenderRunsBuiltinPlugins(t *testing.T) {
+	files := with(map[string]string{
+		"environments/staging/kustomization.yaml": `
+namespace: staging
+resources:
+- ../../bases/app
+patchesStrategicMerge:
+- |-
+  apiVersion: v1
+  kind: Service
+  metadata:
+    name: web
+  spec:
+    type: ClusterIP
+- replicas.yaml
+generators:
+- generator.yaml
+transformers:
+- prefix.yaml
+- |-
+  apiVersion: builtin
+  kind: LabelTransformer
+  metadata:
+    name: team
+  labels:
+    team: web
+  fieldSpecs:
+  - path: metadata/labels
+    create: true
+`,
+		"environments/staging/generator.yaml": `
+apiVersion: builtin
+kind: ConfigMapGenerator
+metadata:
+  name: web-config
+options:
+  disableNameSuffixHash: true
+files:
+- config/app.properties
+`,
+		"environments/staging/prefix.yaml": `
+apiVersion: builtin
+kind: PrefixTransformer
+metadata:
+  name: prefix
+prefix: staging-
+fieldSpecs:
+- path: metadata/name
+`,
+	})
+	var got []string
+	for _, o := range mustRender(t, repo(files), "environments/staging") {
+		replicas, _, _ := unstructured.NestedInt64(o.Object, "spec", "replicas")
+		svcType, _, _ := unstructured.NestedString(o.Object, "spec", "type")
+		got = append(got, fmt.Sprintf("%s/%s team=%s replicas=%d type=%s", o.GetKind(), o.GetName(), o.GetLabels()["team"], replicas, svcType))
+	}
+	want := []string{
+		"ConfigMap/staging-web-config team=web replicas=0 type=",
+		"Service/staging-web team=web replicas=0 type=ClusterIP",
+		"Deployment/staging-web team=web replicas=2 type=",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rendered objects (-want +got):\n%s", diff)
 	}
 }
