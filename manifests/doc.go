@@ -12,6 +12,8 @@
 // its content, so two candidates that render the same objects are known to be
 // the same test.
 //
-// The package does not log; it returns values and errors. An error that is
-// the commit's fault (a bad kustomization, hostile input) is a *RenderError.
+// The package does not log; it returns values and errors. (Kustomize itself
+// still prints its deprecation warnings, such as for patchesStrategicMerge,
+// to stderr.) An error that is the commit's fault (a bad kustomization,
+// hostile input) is a *RenderError.
 package manifests
