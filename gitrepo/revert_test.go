@@ -364,6 +364,10 @@ func TestRevertMatchesGit(t *testing.T) {
 			if diff := cmp.Diff(work.workFiles(t), treeFiles(t, r, tree)); diff != "" {
 				t.Errorf("Revert differs from git revert (-git +Revert):\n%s", diff)
 			}
+			// Same tree object, byte for byte: entry order, modes, nesting.
+			if gitTree := work.git(t, "write-tree"); gitTree != tree.String() {
+				t.Errorf("Revert tree = %s, git write-tree = %s", tree, gitTree)
+			}
 		})
 	}
 }

@@ -207,3 +207,16 @@ func TestTreeFSUnknownTree(t *testing.T) {
 		t.Error("TreeFS(unknown) succeeded")
 	}
 }
+
+// TestTreeObjectsMatchGit checks that trees written here hash like git's:
+// entries sorted by git's rules ("a.b" before the tree "a"), modes, nesting.
+func TestTreeObjectsMatchGit(t *testing.T) {
+	r := memRepo(t)
+	ours := mkTree(t, r, treeFixture)
+	w := newCLI(t, t.TempDir())
+	w.git(t, "init", "--quiet", ".")
+	w.commitFiles(t, "fixture", treeFixture)
+	if theirs := w.git(t, "rev-parse", "HEAD^{tree}"); theirs != ours.String() {
+		t.Errorf("tree = %s, git's = %s", ours, theirs)
+	}
+}
