@@ -45,8 +45,10 @@ func TestWrongPasswordIsErrAuthWithoutTheSecret(t *testing.T) {
 				t.Fatal(err)
 			}
 			for op, call := range map[string]func() error{
-				"Fetch":     func() error { return r.Fetch(t.Context(), "main") },
-				"Push":      func() error { return r.Push(t.Context(), "main", plumbing.ZeroHash, mkCommit(t, r, plumbing.ZeroHash, "x", files{"x": "x"})) },
+				"Fetch": func() error { return r.Fetch(t.Context(), "main") },
+				"Push": func() error {
+					return r.Push(t.Context(), "main", plumbing.ZeroHash, mkCommit(t, r, plumbing.ZeroHash, "x", files{"x": "x"}))
+				},
 				"PushNotes": func() error { return pushSomeNote(t, r) },
 			} {
 				err := call()

@@ -1,15 +1,3 @@
-// Package gitrepo reads the desired-state repository and moves its branches.
-// Branches move only by fast-forward or by a new revert commit; it never force-pushes.
-//
-// A Repository is a local bare cache of one remote, "origin". Fetch brings the
-// remote's branches into remote-tracking refs and its verdict notes
-// (refs/notes/sluice) into a remote-tracking notes ref; everything else (the
-// queue, candidate trees, revert commits, notes) is computed locally from that
-// cache and only Push and PushNotes write to the remote, each naming the old
-// value it expects (compare-and-swap).
-//
-// The package does not log. It returns records and errors; which error means
-// what for the caller is documented on the sentinel errors below.
 package gitrepo
 
 import (
