@@ -36,10 +36,10 @@ type Config struct {
 // Repository says where the desired state lives and who Sluice is when it
 // writes to it.
 type Repository struct {
-	URL          string                    `yaml:"url"`
-	SourceBranch string                    `yaml:"sourceBranch"`
+	URL          string      `yaml:"url"`
+	SourceBranch string      `yaml:"sourceBranch"`
 	Credentials  Credentials `yaml:"credentials"`
-	Author       Author                    `yaml:"author"`
+	Author       Author      `yaml:"author"`
 	// CacheDir holds the local bare clone; empty keeps it in memory.
 	CacheDir string `yaml:"cacheDir"`
 }

@@ -105,7 +105,9 @@ func TestParseRejectsBadInput(t *testing.T) {
 		},
 		{
 			name: "a missing url is rejected",
-			edit: func(s string) string { return strings.Replace(s, "  url: https://git.example.com/platform/desired-state.git\n", "", 1) },
+			edit: func(s string) string {
+				return strings.Replace(s, "  url: https://git.example.com/platform/desired-state.git\n", "", 1)
+			},
 			want: "sluice.yaml:1: repository.url: required",
 		},
 		{
@@ -115,7 +117,9 @@ func TestParseRejectsBadInput(t *testing.T) {
 		},
 		{
 			name: "a bad cluster-scoped policy lists the choices",
-			edit: func(s string) string { return strings.Replace(s, "    timeouts:", "    clusterScoped: apply\n    timeouts:", 1) },
+			edit: func(s string) string {
+				return strings.Replace(s, "    timeouts:", "    clusterScoped: apply\n    timeouts:", 1)
+			},
 			want: `gates[0].clusterScoped: "apply": want "dry-run" or "ignore"`,
 		},
 		{
@@ -125,7 +129,9 @@ func TestParseRejectsBadInput(t *testing.T) {
 		},
 		{
 			name: "a duplicate key is rejected",
-			edit: func(s string) string { return strings.Replace(s, "    targetBranch: staging\n", "    targetBranch: staging\n    targetBranch: prod\n", 1) },
+			edit: func(s string) string {
+				return strings.Replace(s, "    targetBranch: staging\n", "    targetBranch: staging\n    targetBranch: prod\n", 1)
+			},
 			want: "gates[0].targetBranch: field given twice",
 		},
 		{
@@ -148,7 +154,7 @@ func TestParseRejectsBadInput(t *testing.T) {
 		{
 			name: "invalid YAML names the line",
 			edit: func(s string) string { return s + "  - name: [unclosed\n" },
-			want: "sluice.yaml:15:",
+			want: "sluice.yaml:14: did not find expected",
 		},
 		{
 			name: "an alias is refused",

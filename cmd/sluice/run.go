@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/sluice-gitops/sluice/gitrepo"
+	"github.com/sluice-gitops/sluice/internal/config"
+	"github.com/sluice-gitops/sluice/reconcile"
+)
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgFile := fs.String("config", "sluice.yaml", "configuration `file`")
+	once := fs.Bool("once", false, "drain every gate's queue and exit; non-zero on an error")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+	progress := fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg, err := config.Load(*cfgFile)
+	if err != nil {
+		return err
+	}
+	restCfg, kubeconfigPath, err := loadKubeconfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	cluster, err := reconcile.NewCluster(restCfg, kubeconfigPath)
+	if err != nil {
+		return err
+	}
+	repo, err := openRepo(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	runner := &reconcile.Runner{
+		Repo:   repo,
+		Source: cfg.Repository.SourceBranch,
+		Gates:  gates(cfg),
+		Env:    cluster,
+		Log:    log,
+	}
+	show, err := wantProgress(*progress, stdout)
+	if err != nil {
+		return usageError{err}
+	}
+	if show {
+		runner.OnEvent = newProgress(stdout, isTerminal(stdout)).event
+	}
+	log.Info("sluice starting", "version", version, "config", cfg.File(), "gates", len(cfg.Gates), "once", *once)
+	if *once {
+		return runner.RunOnce(ctx)
+	}
+	return runner.Run(ctx, cfg.PollInterval.Duration)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	log := slog.New(h)
+	// The Kubernetes libraries log through logr and klog: send both to slog.
+	lr := logr.FromSlogHandler(h.WithAttrs([]slog.Attr{slog.String("component", "kubernetes")}))
+	klog.SetLogger(lr)
+	ctrllog.SetLogger(lr)
+	return log, nil
+}
+
+// loadKubeconfig follows the usual rules: --kubeconfig, then $KUBECONFIG,
+// then ~/.kube/config, then the in-cluster service account.
+func loadKubeconfig(explicit string) (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = explicit
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err == nil {
+		path := explicit
+		if path == "" {
+			if files := rules.GetLoadingPrecedence(); len(files) > 0 {
+				for _, f := range files {
+					if _, serr := os.Stat(f); serr == nil {
+						path = f
+						break
+					}
+				}
+			}
+		}
+		return cfg, path, nil
+	}
+	if explicit == "" && clientcmd.IsEmptyConfig(err) {
+		if ic, ierr := rest.InClusterConfig(); ierr == nil {
+			return ic, "", nil
+		}
+	}
+	return nil, "", fmt.Errorf("kubeconfig: %w", err)
+}
+
+func openRepo(ctx context.Context, cfg *config.Config) (*gitrepo.Repository, error) {
+	creds, err := cfg.Repository.Credentials.Source().Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("%s: repository.credentials: %w", cfg.File(), err)
+	}
+	dir := cfg.Repository.CacheDir
+	if dir != "" && !filepath.IsAbs(dir) {
+		dir = filepath.Join(filepath.Dir(cfg.File()), dir)
+	}
+	return gitrepo.Open(ctx, gitrepo.Options{
+		URL:         cfg.Repository.URL,
+		Credentials: creds,
+		Dir:         dir,
+		Author:      gitrepo.Signature{Name: cfg.Repository.Author.Name, Email: cfg.Repository.Author.Email},
+	})
+}
+
+func gates(cfg *config.Config) []reconcile.Gate {
+	out := make([]reconcile.Gate, 0, len(cfg.Gates))
+	for _, g := range cfg.Gates {
+		cmds := make([]reconcile.Command, 0, len(g.Tests.Commands))
+		for _, c := range g.Tests.Commands {
+			args := append([]string(nil), c.Command...)
+			if !filepath.IsAbs(args[0]) && strings.ContainsRune(args[0], '/') {
+				args[0] = filepath.Join(filepath.Dir(cfg.File()), args[0])
+			}
+			cmds = append(cmds, reconcile.Command{Name: c.Name, Args: args, Timeout: c.Timeout.Duration})
+		}
+		out = append(out, reconcile.Gate{
+			Name:           g.Name,
+			Path:           g.Path,
+			Target:         g.TargetBranch,
+			ClusterScoped:  g.ClusterScoped,
+			ApplyTimeout:   g.Timeouts.Apply.Duration,
+			HealthTimeout:  g.Timeouts.Health.Duration,
+			TestsTimeout:   g.Timeouts.Tests.Duration,
+			KeepNamespace:  g.OnFailure.KeepNamespace.Duration,
+			Commands:       cmds,
+			Revert:         g.RevertOnFailure(),
+			InitialBackoff: g.Retry.InitialBackoff.Duration,
+			MaxBackoff:     g.Retry.MaxBackoff.Duration,
+			OnceAttempts:   g.Retry.OnceAttempts,
+		})
+	}
+	return out
+}
+
+func wantProgress(mode string, w io.Writer) (bool, error) {
+	switch mode {
+	case "auto":
+		return isTerminal(w), nil
+	case "always":
+		return true, nil
+	case "never":
+		return false, nil
+	}
+	return false, errors.New(`--progress: want auto, always or never`)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+var _ = time.Second

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/sluice-gitops/sluice/gitrepo"
+	"github.com/sluice-gitops/sluice/internal/config"
+	"github.com/sluice-gitops/sluice/reconcile"
+)
+
+// historyLen is how many commits up to the target tip status shows.
+const historyLen = 5
+
+type gateStatus struct {
+	Name    string         `json:"name"`
+	Path    string         `json:"path"`
+	Target  string         `json:"targetBranch"`
+	Tip     *commitStatus  `json:"targetTip,omitempty"`
+	Queue   []commitStatus `json:"queue"`
+	History []commitStatus `json:"history"`
+	Error   string         `json:"error,omitempty"`
+}
+
+type commitStatus struct {
+	SHA      string   `json:"sha"`
+	Subject  string   `json:"subject"`
+	Author   string   `json:"author"`
+	Verdict  string   `json:"verdict"` // passed, failed, error or untested
+	Duration string   `json:"duration,omitempty"`
+	Reason   string   `json:"reason,omitempty"`
+	Skipped  bool     `json:"skipped,omitempty"`
+	Revert   string   `json:"revertCommit,omitempty"`
+	Reverted []string `json:"testedWithout,omitempty"`
+}
+
+func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgFile := fs.String("config", "sluice.yaml", "configuration `file`")
+	output := fs.String("output", "text", "text or json")
+	colour := fs.String("color", "auto", "auto, always or never")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if *output != "text" && *output != "json" {
+		return usageError{fmt.Errorf("--output %q: want text or json", *output)}
+	}
+	useColour, err := wantProgress(*colour, stdout)
+	if err != nil {
+		return usageError{fmt.Errorf("--color: want auto, always or never")}
+	}
+	cfg, err := config.Load(*cfgFile)
+	if err != nil {
+		return err
+	}
+	repo, err := openRepo(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var out []gateStatus
+	for _, g := range cfg.Gates {
+		out = append(out, gateState(ctx, repo, cfg.Repository.SourceBranch, g))
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"source": cfg.Repository.SourceBranch, "gates": out})
+	}
+	printStatus(stdout, newProgress(stdout, useColour), cfg.Repository.SourceBranch, out)
+	return nil
+}
+
+func gateState(ctx context.Context, repo *gitrepo.Repository, source string, g config.Gate) gateStatus {
+	st := gateStatus{Name: g.Name, Path: g.Path, Target: g.TargetBranch, Queue: []commitStatus{}, History: []commitStatus{}}
+	if err := repo.Fetch(ctx, source, g.TargetBranch); err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	tip, err := repo.Tip(g.TargetBranch)
+	if err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	queue, err := repo.Queue(source, g.TargetBranch)
+	if err != nil {
+		st.Error = err.Error()
+	}
+	for _, c := range queue {
+		st.Queue = append(st.Queue, describeCommit(repo, g.Name, c))
+	}
+	h := tip
+	for i := 0; i < historyLen && !h.IsZero(); i++ {
+		c, err := repo.Commit(h)
+		if err != nil {
+			break
+		}
+		cs := describeCommit(repo, g.Name, c)
+		if i == 0 {
+			st.Tip = &cs
+		}
+		st.History = append(st.History, cs)
+		h = c.Parent
+	}
+	return st
+}
+
+func describeCommit(repo *gitrepo.Repository, gate string, c gitrepo.Commit) commitStatus {
+	cs := commitStatus{SHA: c.Hash.String(), Subject: c.Subject, Author: c.Author.Name, Verdict: "untested"}
+	note, ok, err := repo.ReadNote(c.Hash)
+	if err != nil {
+		cs.Reason = "note unreadable: " + err.Error()
+		return cs
+	}
+	if !ok {
+		return cs
+	}
+	rec, ok := note.Get(gate)
+	if !ok {
+		return cs
+	}
+	cs.Verdict, cs.Reason, cs.Skipped = rec.Verdict, rec.Reason, rec.Skipped
+	if d, ok := rec.Durations[reconcile.StepTotal]; ok {
+		cs.Duration = d.Round(100 * time.Millisecond).String()
+	}
+	if !rec.RevertCommit.IsZero() {
+		cs.Revert = rec.RevertCommit.String()
+	}
+	for _, h := range rec.Reverted {
+		cs.Reverted = append(cs.Reverted, h.String())
+	}
+	return cs
+}
+
+func printStatus(w io.Writer, p *progress, source string, gates []gateStatus) {
+	for i, g := range gates {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s %s  %s → %s\n", p.paint(bold, "gate"), p.paint(bold, g.Name), g.Path, g.Target)
+		if g.Error != "" {
+			fmt.Fprintf(w, "  %s %s\n", p.paint(red, "error:"), g.Error)
+		}
+		if g.Tip != nil {
+			fmt.Fprintf(w, "  %-8s %s %s\n", g.Target, short7(g.Tip.SHA), quote(g.Tip.Subject))
+		}
+		if len(g.Queue) == 0 {
+			fmt.Fprintf(w, "  queue    empty: %s holds everything on %s that this gate renders\n", g.Target, source)
+		} else {
+			fmt.Fprintf(w, "  queue    %d commit(s) on %s after %s, oldest first:\n", len(g.Queue), source, g.Target)
+			for _, c := range g.Queue {
+				printCommit(w, p, c)
+			}
+		}
+		if len(g.History) > 0 {
+			fmt.Fprintf(w, "  history  up to %s:\n", g.Target)
+			for _, c := range g.History {
+				printCommit(w, p, c)
+			}
+		}
+	}
+}
+
+func printCommit(w io.Writer, p *progress, c commitStatus) {
+	verdict := c.Verdict
+	switch verdict {
+	case "passed":
+		verdict = p.paint(green, verdict)
+	case "failed", "error":
+		verdict = p.paint(red, verdict)
+	default:
+		verdict = p.paint(dim, verdict)
+	}
+	extra := ""
+	switch {
+	case c.Skipped:
+		extra = "same render as a tested candidate"
+	case c.Revert != "":
+		extra = "reverted by " + short7(c.Revert)
+	case len(c.Reverted) > 0 && c.Verdict == "passed":
+		extra = "tested without " + shortList(c.Reverted)
+	}
+	fmt.Fprintf(w, "    %s  %-40s %-14s %-*s %7s  %s\n", short7(c.SHA), clip(c.Subject, 40), clip(c.Author, 14),
+		8+len(verdict)-visible(verdict), verdict, c.Duration, extra)
+	if c.Verdict == "failed" && c.Reason != "" {
+		for _, l := range strings.Split(firstN(c.Reason, 4), "\n") {
+			fmt.Fprintf(w, "             %s\n", p.paint(dim, l))
+		}
+	}
+}
+
+func short7(s string) string {
+	if len(s) > 7 {
+		return s[:7]
+	}
+	return s
+}
+
+func shortList(hs []string) string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = short7(h)
+	}
+	return strings.Join(out, ", ")
+}
+
+func firstN(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = append(lines[:n], "…")
+	}
+	return strings.Join(lines, "\n")
+}
+
+var _ = plumbing.ZeroHash

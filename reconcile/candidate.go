@@ -1,0 +1,258 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/sluice-gitops/sluice/gitrepo"
+	"github.com/sluice-gitops/sluice/manifests"
+)
+
+// verdict returns c's verdict for the gate: the one recorded in its note,
+// the one a revert commit of Sluice's already gave it, or a new test.
+// fresh says the verdict is not in the notes yet: the caller acts on it
+// (fast-forward or revert) and then records it.
+func (r *Runner) verdict(ctx context.Context, q *walk, c gitrepo.Commit) (rec gitrepo.Record, fresh bool, err error) {
+	g := q.gate
+	note, _, err := r.Repo.ReadNote(c.Hash)
+	if err != nil {
+		return rec, false, fmt.Errorf("read note of %s: %w", short(c.Hash), err)
+	}
+	if rec, ok := note.Get(g.Name); ok && (rec.Verdict == string(Passed) || rec.Verdict == string(Failed)) {
+		return rec, false, nil
+	}
+	if rev, ok := q.reverts[c.Hash]; ok && rev.Trailers.Get(gitrepo.TrailerGate) == g.Name {
+		// Sluice rejected c and pushed the revert, then stopped before the
+		// note said so: take the verdict from the revert instead of testing again.
+		return gitrepo.Record{
+			Gate:         g.Name,
+			Verdict:      string(Failed),
+			Reason:       reasonFromRevert(rev.Message),
+			RevertCommit: rev.Hash,
+			Started:      rev.When.UTC(),
+		}, true, nil
+	}
+	rec, err = r.test(ctx, q, c)
+	return rec, err == nil, err
+}
+
+// record writes rec into c's note and pushes the notes.
+func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) error {
+	note, _, err := r.Repo.ReadNote(c.Hash)
+	if err != nil {
+		return fmt.Errorf("read note of %s: %w", short(c.Hash), err)
+	}
+	note.Set(rec)
+	return r.saveNote(ctx, c.Hash, note)
+}
+
+func (r *Runner) saveNote(ctx context.Context, h plumbing.Hash, note gitrepo.Note) error {
+	if err := r.Repo.WriteNote(h, note); err != nil {
+		return fmt.Errorf("write note of %s: %w", short(h), err)
+	}
+	if err := r.Repo.PushNotes(ctx); err != nil {
+		return fmt.Errorf("push notes: %w", err)
+	}
+	return nil
+}
+
+// reasonFromRevert recovers the reason from the body of a revert commit
+// written by RevertMessage: the indented lines after "rejected it:".
+func reasonFromRevert(msg string) string {
+	_, body, ok := strings.Cut(msg, "rejected it:\n")
+	if !ok {
+		return "rejected (reason not recorded)"
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimLeft(body, "\n"), "\n") {
+		if !strings.HasPrefix(l, "    ") && l != "" {
+			break
+		}
+		lines = append(lines, strings.TrimPrefix(l, "    "))
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}
+
+// test builds c's candidate, renders it and, unless an equal candidate was
+// already judged, tests it. A Fault becomes a failed record; any other
+// error is returned for retry.
+func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.Record, error) {
+	g := q.gate
+	started := time.Now()
+	rec := gitrepo.Record{
+		Gate:      g.Name,
+		Started:   started.UTC().Truncate(time.Second),
+		Reverted:  q.pendingHashes(),
+		Durations: map[string]time.Duration{},
+	}
+	finish := func(v Verdict, reason string) (gitrepo.Record, error) {
+		rec.Verdict, rec.Reason = string(v), reason
+		rec.Durations[StepTotal] = time.Since(started).Round(time.Millisecond)
+		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: v, Took: rec.Durations[StepTotal], Detail: firstLines(reason, 1)})
+		log := r.log().With("gate", g.Name, "commit", short(c.Hash), "took", rec.Durations[StepTotal])
+		if v == Passed {
+			log.Info("candidate passed", "skipped", rec.Skipped)
+		} else {
+			log.Warn("candidate failed", "reason", firstLines(reason, 3))
+		}
+		return rec, nil
+	}
+
+	tree, err := r.candidate(q, c)
+	if err != nil {
+		var f *Fault
+		if errors.As(err, &f) {
+			return finish(Failed, err.Error())
+		}
+		return rec, err
+	}
+	rec.Candidate = tree
+
+	start := time.Now()
+	objs, err := r.render(ctx, tree, g.Path)
+	rec.Durations[StepRender] = time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		if IsFault(err) {
+			r.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: "failed"})
+			return finish(Failed, err.Error())
+		}
+		return rec, err
+	}
+	rec.Digest = manifests.Digest(objs)
+	r.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: fmt.Sprintf("%d objects", len(objs))})
+
+	if rec.Digest == q.lastPassed {
+		rec.Skipped = true
+		return finish(Passed, "renders the same objects as the last passed candidate")
+	}
+	if prev, ok := q.seen[rec.Digest]; ok {
+		rec.Skipped = true
+		return finish(Verdict(prev.Verdict), prev.Reason)
+	}
+
+	spec := TestSpec{
+		Gate:          g.Name,
+		Commit:        c.Hash.String(),
+		Namespace:     manifests.TestNamespace(g.Name, c.Hash.String()),
+		Objects:       objs,
+		ClusterScoped: g.ClusterScoped,
+		ApplyTimeout:  g.ApplyTimeout,
+		HealthTimeout: g.HealthTimeout,
+		TestsTimeout:  g.TestsTimeout,
+		KeepNamespace: g.KeepNamespace,
+		Commands:      g.Commands,
+	}
+	durations, err := r.Env.Test(ctx, spec, func(step string, took time.Duration, detail string) {
+		r.emit(Event{Gate: g.Name, Commit: c, Step: step, Took: took, Detail: detail})
+	})
+	for k, v := range durations {
+		rec.Durations[k] = v.Round(time.Millisecond)
+	}
+	if err != nil {
+		if IsFault(err) {
+			return finish(Failed, err.Error())
+		}
+		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Error, Detail: err.Error()})
+		return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
+	}
+	return finish(Passed, "")
+}
+
+// candidate is c's tree with every pending rejected commit reverted out,
+// newest first, as `git revert` of each would.
+func (r *Runner) candidate(q *walk, c gitrepo.Commit) (plumbing.Hash, error) {
+	tree := c.Tree
+	for i := len(q.pending) - 1; i >= 0; i-- {
+		p := q.pending[i]
+		next, err := r.Repo.Revert(p.Hash, tree)
+		if err != nil {
+			if errors.Is(err, gitrepo.ErrConflict) {
+				return plumbing.ZeroHash, faultf(StepCandidate, "cannot test this commit without the rejected commit %s (%q): %v", short(p.Hash), p.Subject, err)
+			}
+			return plumbing.ZeroHash, fmt.Errorf("revert %s out of %s: %w", short(p.Hash), short(c.Hash), err)
+		}
+		tree = next
+	}
+	return tree, nil
+}
+
+// render builds the gate's kustomization from a candidate tree.
+func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([]*unstructured.Unstructured, error) {
+	fsys, err := r.Repo.TreeFS(tree)
+	if err != nil {
+		return nil, fmt.Errorf("read tree %s: %w", short(tree), err)
+	}
+	opts := r.Render
+	if opts == (manifests.RenderOptions{}) {
+		opts = manifests.DefaultRenderOptions()
+	}
+	objs, err := manifests.Render(ctx, fsys, path, opts)
+	if err != nil {
+		var re *manifests.RenderError
+		if errors.As(err, &re) {
+			return nil, &Fault{Step: StepRender, Msg: re.Error()}
+		}
+		return nil, fmt.Errorf("render %s: %w", path, err)
+	}
+	return objs, nil
+}
+
+// pushRevert writes a revert of c on top of the source tip and pushes it,
+// re-fetching and redoing it when someone pushed in between. A conflict
+// stops the gate: it needs a person.
+func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reason string) (gitrepo.Commit, error) {
+	start := time.Now()
+	msg := gitrepo.RevertMessage(c, g.Name, reason)
+	const attempts = 10
+	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			if err := r.Repo.Fetch(ctx, r.Source); err != nil {
+				return gitrepo.Commit{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+			}
+		}
+		tip, err := r.Repo.Tip(r.Source)
+		if err != nil {
+			return gitrepo.Commit{}, err
+		}
+		head, err := r.Repo.Commit(tip)
+		if err != nil {
+			return gitrepo.Commit{}, err
+		}
+		tree, err := r.Repo.Revert(c.Hash, head.Tree)
+		if err != nil {
+			if errors.Is(err, gitrepo.ErrConflict) {
+				r.emit(Event{Gate: g.Name, Commit: c, Step: "stopped", Detail: "revert conflicts"})
+				return gitrepo.Commit{}, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("commit %s (%q) failed but reverting it on %s conflicts with later changes: %v; revert or fix it by hand", short(c.Hash), c.Subject, r.Source, err)}
+			}
+			return gitrepo.Commit{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+		}
+		rev, err := r.Repo.CommitTree(tree, tip, msg)
+		if err != nil {
+			return gitrepo.Commit{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+		}
+		err = r.Repo.Push(ctx, r.Source, tip, rev)
+		if errors.Is(err, gitrepo.ErrStale) {
+			r.log().Debug("source moved while pushing a revert, redoing it", "gate", g.Name, "commit", short(c.Hash))
+			continue
+		}
+		if err != nil {
+			return gitrepo.Commit{}, fmt.Errorf("push revert of %s: %w", short(c.Hash), err)
+		}
+		crashPoint("revert-pushed")
+		revCommit, err := r.Repo.Commit(rev)
+		if err != nil {
+			return gitrepo.Commit{}, err
+		}
+		r.log().Info("revert pushed", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev), slog.String("branch", r.Source))
+		r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("%s pushed to %s", short(rev), r.Source)})
+		return revCommit, nil
+	}
+	return gitrepo.Commit{}, fmt.Errorf("push revert of %s: %s kept moving (%d attempts)", short(c.Hash), r.Source, attempts)
+}

@@ -1,0 +1,426 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/pkg/ssa"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/sluice-gitops/sluice/manifests"
+)
+
+// FieldManager is the server-side apply field owner of everything Sluice applies.
+const FieldManager = "sluice"
+
+// Annotation on a kept namespace saying when it may be removed.
+const AnnotationKeepUntil = "sluice.dev/keep-until"
+
+// Cluster tests candidates on a Kubernetes cluster.
+type Cluster struct {
+	client     client.Client
+	mapper     meta.RESTMapper
+	manager    *ssa.ResourceManager
+	discovery  discovery.DiscoveryInterface
+	kubeconfig string
+	now        func() time.Time
+	poll       time.Duration
+}
+
+// NewCluster connects to the cluster cfg points at. kubeconfig is the file
+// given to host-side test commands (empty: one is written from cfg).
+func NewCluster(cfg *rest.Config, kubeconfig string) (*Cluster, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "sluice"
+	}
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{HTTPClient: httpClient, Mapper: mapper})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
+	return &Cluster{
+		client:     c,
+		mapper:     mapper,
+		manager:    ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "sluice.dev"}),
+		discovery:  dc,
+		kubeconfig: kubeconfig,
+		now:        time.Now,
+		poll:       500 * time.Millisecond,
+	}, nil
+}
+
+// TestSpec is one candidate to test.
+type TestSpec struct {
+	Gate          string
+	Commit        string
+	Namespace     string
+	Objects       []*unstructured.Unstructured
+	ClusterScoped manifests.ClusterScopedPolicy
+	ApplyTimeout  time.Duration
+	HealthTimeout time.Duration
+	TestsTimeout  time.Duration
+	KeepNamespace time.Duration
+	Commands      []Command
+}
+
+// Command is a host-side test command.
+type Command struct {
+	Name    string
+	Args    []string
+	Timeout time.Duration
+}
+
+// StepFunc is told when a step of the test ends.
+type StepFunc func(step string, took time.Duration, detail string)
+
+// Test runs one candidate: overlay, staged apply, health, test objects,
+// host commands, then cleanup. A *Fault is the commit's fault; any other
+// error is the infrastructure's. Durations are per step.
+func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (durations map[string]time.Duration, err error) {
+	if onStep == nil {
+		onStep = func(string, time.Duration, string) {}
+	}
+	durations = map[string]time.Duration{}
+	step := func(name string, start time.Time, detail string) {
+		d := time.Since(start)
+		durations[name] = d
+		onStep(name, d, detail)
+	}
+
+	env, err := manifests.Overlay(spec.Objects, manifests.OverlayOptions{
+		Namespace:     spec.Namespace,
+		Gate:          spec.Gate,
+		Commit:        spec.Commit,
+		IsNamespaced:  k.isNamespaced,
+		ClusterScoped: spec.ClusterScoped,
+		Now:           k.now,
+	})
+	if err != nil {
+		var re *manifests.RenderError
+		if errors.As(err, &re) {
+			return durations, faultf(StepRender, "%v", err)
+		}
+		return durations, fmt.Errorf("overlay: %w", err)
+	}
+
+	start := time.Now()
+	if err := k.createNamespace(ctx, env.Namespace, spec.ApplyTimeout); err != nil {
+		return durations, err
+	}
+	crashPoint("namespace-created")
+	passed := false
+	defer func() {
+		// Cleanup and keeping a failed namespace sit in one place.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if passed {
+			if derr := k.deleteNamespace(cctx, spec.Gate, spec.Namespace); derr != nil && err == nil {
+				err = fmt.Errorf("delete namespace %s: %w", spec.Namespace, derr)
+			}
+			return
+		}
+		if IsFault(err) && spec.KeepNamespace > 0 {
+			_ = k.keepNamespace(cctx, spec.Namespace, k.now().Add(spec.KeepNamespace))
+			return
+		}
+		_ = k.deleteNamespace(cctx, spec.Gate, spec.Namespace)
+	}()
+
+	if err := k.dryRunClusterScoped(ctx, env.ClusterScoped, spec); err != nil {
+		return durations, err
+	}
+	applyCtx, cancel := context.WithTimeout(ctx, spec.ApplyTimeout)
+	cs, err := k.manager.ApplyAllStaged(applyCtx, env.Objects, ssa.ApplyOptions{WaitInterval: k.poll, WaitTimeout: spec.ApplyTimeout})
+	cancel()
+	if err != nil {
+		return durations, k.classify(ctx, StepApply, err)
+	}
+	step(StepApply, start, fmt.Sprintf("%d objects", len(env.Objects)))
+	crashPoint("applied")
+
+	start = time.Now()
+	if err := k.manager.WaitForSetWithContext(ctx, cs.ToObjMetadataSet(), ssa.WaitOptions{Interval: k.poll, Timeout: spec.HealthTimeout}); err != nil {
+		if ctx.Err() != nil {
+			return durations, ctx.Err()
+		}
+		if uerr := k.reachable(ctx); uerr != nil {
+			return durations, uerr
+		}
+		return durations, faultf(StepHealth, "not healthy within %s: %s", spec.HealthTimeout, trimWaitErr(err))
+	}
+	step(StepHealth, start, fmt.Sprintf("%d objects current", len(cs.Entries)))
+
+	if len(env.Tests) > 0 {
+		start = time.Now()
+		if err := k.runTests(ctx, env.Tests, spec.TestsTimeout); err != nil {
+			return durations, err
+		}
+		step(StepTests, start, fmt.Sprintf("%d passed", len(env.Tests)))
+	}
+	if len(spec.Commands) > 0 {
+		start = time.Now()
+		if err := k.runCommands(ctx, spec); err != nil {
+			return durations, err
+		}
+		step(StepCommands, start, fmt.Sprintf("%d passed", len(spec.Commands)))
+	}
+	passed = true
+	return durations, nil
+}
+
+// isNamespaced asks the cluster's REST mapper.
+func (k *Cluster) isNamespaced(gvk schema.GroupVersionKind) (bool, error) {
+	m, err := k.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		if meta.IsNoMatchError(err) {
+			return false, err
+		}
+		return false, fmt.Errorf("discover API resources: %w", err)
+	}
+	return m.Scope.Name() == meta.RESTScopeNameNamespace, nil
+}
+
+
+func (k *Cluster) createNamespace(ctx context.Context, ns *unstructured.Unstructured, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	existing := &unstructured.Unstructured{}
+	existing.SetGroupVersionKind(ns.GroupVersionKind())
+	err := k.client.Get(ctx, client.ObjectKeyFromObject(ns), existing)
+	switch {
+	case err == nil:
+		if !ownedBy(existing, ns.GetLabels()[manifests.LabelGate]) {
+			return &StoppedError{Gate: ns.GetLabels()[manifests.LabelGate], Reason: fmt.Sprintf("namespace %s exists and is not Sluice's: refusing to use or delete it", ns.GetName())}
+		}
+		// A leftover of an interrupted run of this very candidate: start clean.
+		if err := k.deleteNamespace(ctx, ns.GetLabels()[manifests.LabelGate], ns.GetName()); err != nil {
+			return fmt.Errorf("remove leftover namespace %s: %w", ns.GetName(), err)
+		}
+		if err := k.waitGone(ctx, existing); err != nil {
+			return fmt.Errorf("remove leftover namespace %s: %w", ns.GetName(), err)
+		}
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("get namespace %s: %w", ns.GetName(), err)
+	}
+	if err := k.client.Patch(ctx, ns.DeepCopy(), client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return k.classify(ctx, StepApply, err)
+	}
+	return nil
+}
+
+func (k *Cluster) waitGone(ctx context.Context, obj *unstructured.Unstructured) error {
+	for {
+		o := &unstructured.Unstructured{}
+		o.SetGroupVersionKind(obj.GroupVersionKind())
+		err := k.client.Get(ctx, client.ObjectKeyFromObject(obj), o)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(k.poll):
+		}
+	}
+}
+
+// ownedBy reports whether obj carries Sluice's labels for gate.
+func ownedBy(obj metav1.Object, gate string) bool {
+	l := obj.GetLabels()
+	return l[manifests.LabelManagedBy] == manifests.ManagedByValue && l[manifests.LabelGate] == gate && gate != ""
+}
+
+// deleteNamespace deletes the namespace only if it is labelled as this
+// gate's; the UID precondition makes sure it is the one that was checked.
+func (k *Cluster) deleteNamespace(ctx context.Context, gate, name string) error {
+	ns := &unstructured.Unstructured{}
+	ns.SetGroupVersionKind(schema.GroupVersionKind{Version: "v1", Kind: "Namespace"})
+	if err := k.client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if !ownedBy(ns, gate) {
+		return fmt.Errorf("namespace %s is not labelled as gate %s's: not deleting it", name, gate)
+	}
+	if ns.GetDeletionTimestamp() != nil {
+		return nil
+	}
+	uid := ns.GetUID()
+	err := k.client.Delete(ctx, ns, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (k *Cluster) keepNamespace(ctx context.Context, name string, until time.Time) error {
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, AnnotationKeepUntil, until.UTC().Format(time.RFC3339)))
+	ns := &unstructured.Unstructured{}
+	ns.SetGroupVersionKind(schema.GroupVersionKind{Version: "v1", Kind: "Namespace"})
+	ns.SetName(name)
+	return k.client.Patch(ctx, ns, client.RawPatch("application/merge-patch+json", patch))
+}
+
+// Cleanup removes leftovers of earlier runs of gate: namespaces labelled as
+// the gate's that are not kept, or whose keep time has passed. It returns
+// the names it deleted. Namespaces without the labels are never touched.
+func (k *Cluster) Cleanup(ctx context.Context, gate string) ([]string, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(schema.GroupVersionKind{Version: "v1", Kind: "NamespaceList"})
+	sel := client.MatchingLabels{manifests.LabelManagedBy: manifests.ManagedByValue, manifests.LabelGate: gate}
+	if err := k.client.List(ctx, list, sel); err != nil {
+		return nil, fmt.Errorf("list namespaces of gate %s: %w", gate, err)
+	}
+	var deleted []string
+	for i := range list.Items {
+		ns := &list.Items[i]
+		if ns.GetDeletionTimestamp() != nil || !ownedBy(ns, gate) {
+			continue
+		}
+		if until, err := time.Parse(time.RFC3339, ns.GetAnnotations()[AnnotationKeepUntil]); err == nil && k.now().Before(until) {
+			continue
+		}
+		if err := k.deleteNamespace(ctx, gate, ns.GetName()); err != nil {
+			return deleted, fmt.Errorf("delete namespace %s: %w", ns.GetName(), err)
+		}
+		deleted = append(deleted, ns.GetName())
+	}
+	return deleted, nil
+}
+
+// dryRunClusterScoped validates cluster-scoped objects with a server-side
+// dry-run; they are never applied, so the environment being tested cannot
+// change anything outside its namespace.
+func (k *Cluster) dryRunClusterScoped(ctx context.Context, objs []*unstructured.Unstructured, spec TestSpec) error {
+	if spec.ClusterScoped == manifests.ClusterScopedIgnore {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, spec.ApplyTimeout)
+	defer cancel()
+	for _, o := range objs {
+		if err := k.client.Patch(ctx, o.DeepCopy(), client.Apply, client.DryRunAll, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+			return k.classify(ctx, StepApply, fmt.Errorf("%s dry-run failed: %w", describe(o), err))
+		}
+	}
+	return nil
+}
+
+// classify tells an API rejection (the commit's fault) from an outage.
+func (k *Cluster) classify(ctx context.Context, step string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return err
+	}
+	switch {
+	case meta.IsNoMatchError(err):
+		return faultf(step, "%s", trimAPIErr(err))
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsNotAcceptable(err),
+		apierrors.IsUnsupportedMediaType(err), apierrors.IsMethodNotSupported(err),
+		apierrors.IsRequestEntityTooLargeError(err), apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
+		return faultf(step, "rejected by the API server: %s", trimAPIErr(err))
+	case apierrors.IsForbidden(err):
+		msg := err.Error()
+		// Quota and Sluice's own RBAC are the infrastructure's fault;
+		// an admission policy denying the object is the commit's.
+		if strings.Contains(msg, "exceeded quota") || strings.Contains(msg, "cannot ") {
+			return err
+		}
+		return faultf(step, "rejected by the API server: %s", trimAPIErr(err))
+	}
+	if rerr := k.reachable(ctx); rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// reachable returns an infrastructure error when the API server does not answer.
+func (k *Cluster) reachable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := k.discovery.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+		return fmt.Errorf("API server unreachable: %w", err)
+	}
+	return nil
+}
+
+func describe(o *unstructured.Unstructured) string {
+	if o.GetNamespace() != "" {
+		return fmt.Sprintf("%s/%s/%s", o.GetKind(), o.GetNamespace(), o.GetName())
+	}
+	return fmt.Sprintf("%s/%s", o.GetKind(), o.GetName())
+}
+
+func trimAPIErr(err error) string {
+	return strings.TrimSpace(err.Error())
+}
+
+func trimWaitErr(err error) string {
+	return strings.TrimPrefix(err.Error(), "timeout waiting for: ")
+}
+
+// writeKubeconfig is used when the daemon got its cluster from somewhere
+// other than a file (in-cluster): host commands still need one.
+func writeKubeconfig(dir string, cfg *rest.Config) (string, error) {
+	f, err := os.CreateTemp(dir, "kubeconfig-*")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: %s\n", cfg.Host)
+	if cfg.CAFile != "" {
+		fmt.Fprintf(&b, "    certificate-authority: %s\n", cfg.CAFile)
+	}
+	fmt.Fprintf(&b, "users:\n- name: u\n  user:\n")
+	if cfg.BearerTokenFile != "" {
+		fmt.Fprintf(&b, "    tokenFile: %s\n", cfg.BearerTokenFile)
+	}
+	fmt.Fprintf(&b, "contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n")
+	if _, err := f.WriteString(b.String()); err != nil {
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,230 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/sluice-gitops/sluice/gitrepo"
+)
+
+// maxPasses bounds one Drain: each pass either finishes the queue or
+// pushed a revert that the next pass has to test.
+const maxPasses = 100
+
+// Drain tests gate g's queue until every queued commit has a verdict, the
+// revert commits it pushed included. It returns an infrastructure error to
+// be retried, or a *StoppedError that needs a person.
+func (r *Runner) Drain(ctx context.Context, g *Gate) error {
+	for i := 0; i < maxPasses; i++ {
+		again, err := r.pass(ctx, g)
+		if err != nil || !again {
+			return err
+		}
+	}
+	return fmt.Errorf("gate %s: queue not drained after %d passes", g.Name, maxPasses)
+}
+
+// pass is one walk over the queue. It reports whether it pushed to the
+// source branch, so that another pass must follow.
+func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
+	repo := r.Repo
+	if err := repo.Fetch(ctx, r.Source, g.Target); err != nil {
+		if errors.Is(err, gitrepo.ErrBranchNotFound) {
+			return false, &StoppedError{Gate: g.Name, Reason: err.Error()}
+		}
+		return false, fmt.Errorf("fetch: %w", err)
+	}
+	target, err := repo.Tip(g.Target)
+	if err != nil {
+		return false, err
+	}
+	if err := r.checkTarget(g, target); err != nil {
+		return false, err
+	}
+	queue, err := repo.Queue(r.Source, g.Target)
+	if err != nil {
+		if errors.Is(err, gitrepo.ErrNotAncestor) {
+			return false, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("target branch %s is not an ancestor of %s: Sluice never force-pushes, so a person has to reconcile them", g.Target, r.Source)}
+		}
+		return false, fmt.Errorf("list queue: %w", err)
+	}
+	if len(queue) == 0 {
+		return false, nil
+	}
+	if deleted, err := r.Env.Cleanup(ctx, g.Name); err != nil {
+		return false, err
+	} else if len(deleted) > 0 {
+		r.log().Info("removed leftover namespaces", "gate", g.Name, "namespaces", deleted)
+	}
+
+	q := &walk{gate: g, target: target, reverts: findReverts(queue), seen: map[string]gitrepo.Record{}}
+	if note, ok, err := repo.ReadNote(target); err != nil {
+		return false, err
+	} else if rec, ok2 := note.Get(g.Name); ok && ok2 && rec.Verdict == string(Passed) {
+		q.lastPassed = rec.Digest
+	}
+
+	for _, c := range queue {
+		if rejected, ok := revertOf(c); ok {
+			q.drop(rejected)
+		}
+		rec, fresh, err := r.verdict(ctx, q, c)
+		if err != nil {
+			return again, err
+		}
+		if fresh {
+			crashPoint("verdict")
+		}
+		if rec.Digest != "" {
+			q.seen[rec.Digest] = rec
+		}
+		switch Verdict(rec.Verdict) {
+		case Passed:
+			q.lastPassed = rec.Digest
+			if fresh {
+				if err := r.record(ctx, c, rec); err != nil {
+					return again, err
+				}
+			}
+			if len(q.pending) == 0 && q.target != c.Hash {
+				if err := r.fastForward(ctx, q, c); err != nil {
+					return again, err
+				}
+			}
+		case Failed:
+			q.pending = append(q.pending, c)
+			if rev, done := q.reverts[c.Hash]; done {
+				if rec.RevertCommit.IsZero() && rev.Trailers.Get(gitrepo.TrailerGate) == g.Name {
+					rec.RevertCommit, fresh = rev.Hash, true
+				}
+			} else if g.Revert {
+				// The revert goes first: if it conflicts the gate stops and
+				// nothing, not even the verdict, has been written.
+				rev, err := r.pushRevert(ctx, g, c, rec.Reason)
+				if err != nil {
+					return again, err
+				}
+				q.reverts[c.Hash] = rev
+				rec.RevertCommit = rev.Hash
+				again = true
+			}
+			if fresh {
+				if err := r.record(ctx, c, rec); err != nil {
+					return again, err
+				}
+			}
+		}
+	}
+	return again, nil
+}
+
+// walk is the state of one pass over a gate's queue.
+type walk struct {
+	gate       *Gate
+	target     plumbing.Hash                    // the target branch's tip
+	pending    []gitrepo.Commit                 // rejected, revert not yet in the history walked
+	reverts    map[plumbing.Hash]gitrepo.Commit // rejected commit -> its revert in the source history
+	lastPassed string                           // digest of the last passed candidate
+	seen       map[string]gitrepo.Record        // digest -> verdict, for reuse
+}
+
+func (q *walk) drop(h plumbing.Hash) {
+	for i, p := range q.pending {
+		if p.Hash == h {
+			q.pending = append(q.pending[:i:i], q.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+func (q *walk) pendingHashes() []plumbing.Hash {
+	hs := make([]plumbing.Hash, len(q.pending))
+	for i, p := range q.pending {
+		hs[i] = p.Hash
+	}
+	return hs
+}
+
+var revertsLine = regexp.MustCompile(`(?m)^This reverts commit ([0-9a-f]{40})\.?\s*$`)
+
+// revertOf reports which commit c reverts: by Sluice's trailer, or by the
+// line `git revert` writes, so a person's own revert counts too.
+func revertOf(c gitrepo.Commit) (plumbing.Hash, bool) {
+	if s := c.Trailers.Get(gitrepo.TrailerRejected); plumbing.IsHash(s) {
+		return plumbing.NewHash(s), true
+	}
+	if m := revertsLine.FindStringSubmatch(c.Message); m != nil {
+		return plumbing.NewHash(m[1]), true
+	}
+	return plumbing.ZeroHash, false
+}
+
+// findReverts maps each reverted commit to the commit that reverts it.
+func findReverts(queue []gitrepo.Commit) map[plumbing.Hash]gitrepo.Commit {
+	m := map[plumbing.Hash]gitrepo.Commit{}
+	for _, c := range queue {
+		if h, ok := revertOf(c); ok {
+			if _, dup := m[h]; !dup {
+				m[h] = c
+			}
+		}
+	}
+	return m
+}
+
+// checkTarget stops the gate when someone else moved its target branch.
+func (r *Runner) checkTarget(g *Gate, tip plumbing.Hash) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastTarget == nil {
+		r.lastTarget = map[string]plumbing.Hash{}
+	}
+	last, ok := r.lastTarget[g.Name]
+	if ok && last != tip {
+		return &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("target branch %s was moved outside Sluice from %s to %s; only Sluice may move it (restart Sluice after checking it)", g.Target, short(last), short(tip))}
+	}
+	r.lastTarget[g.Name] = tip
+	return nil
+}
+
+func (r *Runner) setTarget(g *Gate, tip plumbing.Hash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastTarget[g.Name] = tip
+}
+
+// fastForward moves the target branch to c, naming the old value it expects.
+func (r *Runner) fastForward(ctx context.Context, q *walk, c gitrepo.Commit) error {
+	g := q.gate
+	start := time.Now()
+	err := r.Repo.Push(ctx, g.Target, q.target, c.Hash)
+	if errors.Is(err, gitrepo.ErrStale) {
+		if ferr := r.Repo.Fetch(ctx, g.Target); ferr != nil {
+			return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), ferr)
+		}
+		tip, terr := r.Repo.Tip(g.Target)
+		if terr != nil {
+			return terr
+		}
+		if tip != c.Hash {
+			return &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("target branch %s was moved outside Sluice to %s while fast-forwarding it to %s", g.Target, short(tip), short(c.Hash))}
+		}
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), err)
+	}
+	q.target = c.Hash
+	r.setTarget(g, c.Hash)
+	crashPoint("fast-forwarded")
+	r.log().Info("target fast-forwarded", "gate", g.Name, "branch", g.Target, "commit", short(c.Hash))
+	r.emit(Event{Gate: g.Name, Commit: c, Step: "fast-forward", Took: time.Since(start), Detail: fmt.Sprintf("%s → %s", g.Target, short(c.Hash))})
+	return nil
+}
+
+func short(h plumbing.Hash) string { return h.String()[:7] }

@@ -1,0 +1,216 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/sluice-gitops/sluice/gitrepo"
+	"github.com/sluice-gitops/sluice/manifests"
+)
+
+// Gate is one promotion step, as the runner needs it.
+type Gate struct {
+	Name          string
+	Path          string
+	Target        string
+	ClusterScoped manifests.ClusterScopedPolicy
+	ApplyTimeout  time.Duration
+	HealthTimeout time.Duration
+	TestsTimeout  time.Duration
+	KeepNamespace time.Duration
+	Commands      []Command
+	// Revert pushes a revert of a failed commit; when false the verdict
+	// is only recorded and the commit stays out of every later candidate.
+	Revert         bool
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	OnceAttempts   int
+}
+
+// Tester tests one candidate in a test environment and removes leftovers.
+// *Cluster is the real one.
+type Tester interface {
+	Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error)
+	Cleanup(ctx context.Context, gate string) ([]string, error)
+}
+
+// Event is one step of the queue, for progress output.
+type Event struct {
+	Gate    string
+	Commit  gitrepo.Commit
+	Step    string // render, apply, health, tests, commands, verdict, fast-forward, revert, cleanup, stopped
+	Took    time.Duration
+	Detail  string
+	Verdict Verdict
+}
+
+// Runner drains the queues of a set of gates over one repository.
+type Runner struct {
+	Repo   *gitrepo.Repository
+	Source string
+	Gates  []Gate
+	Env    Tester
+	Log    *slog.Logger
+	// OnEvent, if set, is called for every step (progress lines).
+	OnEvent func(Event)
+	Render  manifests.RenderOptions
+
+	mu         sync.Mutex
+	lastTarget map[string]plumbing.Hash // where this process last saw or put each target
+}
+
+func (r *Runner) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
+
+func (r *Runner) emit(e Event) {
+	if r.OnEvent != nil {
+		r.OnEvent(e)
+	}
+}
+
+// RunOnce drains every gate's queue, including the revert commits it
+// writes, and returns. Infrastructure errors are retried with backoff up
+// to each gate's OnceAttempts; a gate that still fails, or stops, makes
+// RunOnce return an error after the other gates ran.
+func (r *Runner) RunOnce(ctx context.Context) error {
+	var errs []error
+	for i := range r.Gates {
+		g := &r.Gates[i]
+		backoff := newBackoff(g.InitialBackoff, g.MaxBackoff)
+		var last string
+		for attempt := 1; ; attempt++ {
+			err := r.Drain(ctx, g)
+			if err == nil {
+				if last != "" {
+					r.log().Info("gate recovered", "gate", g.Name, "attempts", attempt)
+				}
+				break
+			}
+			if errors.Is(err, ErrGateStopped) || ctx.Err() != nil {
+				errs = append(errs, err)
+				break
+			}
+			if msg := err.Error(); msg != last {
+				r.log().Warn("infrastructure error, will retry", "gate", g.Name, "attempt", attempt, "error", msg)
+				last = msg
+			}
+			if attempt >= g.OnceAttempts {
+				errs = append(errs, fmt.Errorf("gate %s: giving up after %d attempts: %w", g.Name, attempt, err))
+				break
+			}
+			if err := sleep(ctx, backoff.next()); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run is the daemon: it drains every gate, then polls every interval,
+// until ctx is done. Infrastructure errors are retried with capped
+// backoff and logged once per change of state; a stopped gate is retried
+// at the poll interval, since a person may have fixed it.
+func (r *Runner) Run(ctx context.Context, interval time.Duration) error {
+	type state struct {
+		backoff *backoff
+		next    time.Time
+		last    string
+	}
+	states := make([]state, len(r.Gates))
+	for i, g := range r.Gates {
+		states[i].backoff = newBackoff(g.InitialBackoff, g.MaxBackoff)
+	}
+	for {
+		wake := time.Now().Add(interval)
+		for i := range r.Gates {
+			g, st := &r.Gates[i], &states[i]
+			if time.Now().Before(st.next) {
+				if st.next.Before(wake) {
+					wake = st.next
+				}
+				continue
+			}
+			err := r.Drain(ctx, g)
+			if ctx.Err() != nil {
+				return nil
+			}
+			switch {
+			case err == nil:
+				if st.last != "" {
+					r.log().Info("gate recovered", "gate", g.Name)
+				}
+				st.last, st.next = "", time.Time{}
+				st.backoff.reset()
+			case errors.Is(err, ErrGateStopped):
+				if msg := err.Error(); msg != st.last {
+					r.log().Error("gate stopped", "gate", g.Name, "reason", msg)
+					st.last = msg
+				}
+				st.next = time.Now().Add(interval)
+			default:
+				if msg := err.Error(); msg != st.last {
+					r.log().Warn("infrastructure error, will retry", "gate", g.Name, "error", msg)
+					st.last = msg
+				}
+				st.next = time.Now().Add(st.backoff.next())
+				if st.next.Before(wake) {
+					wake = st.next
+				}
+			}
+		}
+		if err := sleep(ctx, time.Until(wake)); err != nil {
+			return nil
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// backoff doubles from initial up to max.
+type backoff struct {
+	initial, max, cur time.Duration
+}
+
+func newBackoff(initial, max time.Duration) *backoff {
+	if initial <= 0 {
+		initial = time.Second
+	}
+	if max < initial {
+		max = initial
+	}
+	return &backoff{initial: initial, max: max}
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.initial
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }

@@ -1,0 +1,222 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/fluxcd/pkg/ssa"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// runTests applies the objects labelled sluice.dev/test, after the
+// environment is healthy, and waits for each Job or Pod to finish.
+func (k *Cluster) runTests(ctx context.Context, tests []*unstructured.Unstructured, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := k.manager.ApplyAll(ctx, tests, ssa.ApplyOptions{WaitInterval: k.poll, WaitTimeout: timeout}); err != nil {
+		return k.classify(ctx, StepTests, err)
+	}
+	waiting := map[string]*unstructured.Unstructured{}
+	for _, t := range tests {
+		if isJob(t) || isPod(t) {
+			waiting[describe(t)] = t
+		}
+	}
+	for len(waiting) > 0 {
+		for _, name := range sortedKeys(waiting) {
+			done, err := k.finished(ctx, waiting[name])
+			if err != nil {
+				return err
+			}
+			if done {
+				delete(waiting, name)
+			}
+		}
+		if len(waiting) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			if uerr := k.reachable(context.WithoutCancel(ctx)); uerr != nil {
+				return uerr
+			}
+			return faultf(StepTests, "not finished within %s: %s", timeout, strings.Join(sortedKeys(waiting), ", "))
+		case <-time.After(k.poll):
+		}
+	}
+	return nil
+}
+
+func isJob(o *unstructured.Unstructured) bool {
+	return o.GetKind() == "Job" && o.GroupVersionKind().Group == "batch"
+}
+
+func isPod(o *unstructured.Unstructured) bool {
+	return o.GetKind() == "Pod" && o.GroupVersionKind().Group == ""
+}
+
+// finished reports whether a test Job or Pod is done; a failed one is a Fault.
+func (k *Cluster) finished(ctx context.Context, t *unstructured.Unstructured) (bool, error) {
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(t.GroupVersionKind())
+	if err := k.client.Get(ctx, client.ObjectKeyFromObject(t), live); err != nil {
+		if ctx.Err() != nil {
+			return false, nil // the caller reports the timeout
+		}
+		if apierrors.IsNotFound(err) {
+			return false, faultf(StepTests, "%s disappeared before it finished", describe(t))
+		}
+		if uerr := k.reachable(ctx); uerr != nil {
+			return false, uerr
+		}
+		return false, err
+	}
+	if isPod(live) {
+		switch phase, _, _ := unstructured.NestedString(live.Object, "status", "phase"); phase {
+		case "Succeeded":
+			return true, nil
+		case "Failed":
+			return false, faultf(StepTests, "test %s failed: %s", describe(t), podFailure(live))
+		}
+		return false, nil
+	}
+	conds, _, _ := unstructured.NestedSlice(live.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["status"] != "True" {
+			continue
+		}
+		switch m["type"] {
+		case "Complete":
+			return true, nil
+		case "Failed":
+			msg := fmt.Sprintf("test %s failed: %v", describe(t), m["reason"])
+			if s, _ := m["message"].(string); s != "" {
+				msg += ": " + s
+			}
+			if detail := k.jobPodFailure(ctx, live); detail != "" {
+				msg += "\n" + detail
+			}
+			return false, &Fault{Step: StepTests, Msg: msg}
+		}
+	}
+	return false, nil
+}
+
+// jobPodFailure describes the failed pods of a Job: which container
+// exited how, with its termination message.
+func (k *Cluster) jobPodFailure(ctx context.Context, job *unstructured.Unstructured) string {
+	pods := &unstructured.UnstructuredList{}
+	pods.SetGroupVersionKind(schema.GroupVersionKind{Version: "v1", Kind: "PodList"})
+	if err := k.client.List(ctx, pods, client.InNamespace(job.GetNamespace()), client.MatchingLabels{"batch.kubernetes.io/job-name": job.GetName()}); err != nil {
+		return ""
+	}
+	var lines []string
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if phase, _, _ := unstructured.NestedString(p.Object, "status", "phase"); phase == "Failed" {
+			lines = append(lines, fmt.Sprintf("pod %s: %s", p.GetName(), podFailure(p)))
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func podFailure(p *unstructured.Unstructured) string {
+	var parts []string
+	statuses, _, _ := unstructured.NestedSlice(p.Object, "status", "containerStatuses")
+	for _, s := range statuses {
+		m, _ := s.(map[string]any)
+		term, ok, _ := unstructured.NestedMap(m, "state", "terminated")
+		if !ok {
+			continue
+		}
+		part := fmt.Sprintf("container %v exited with code %v", m["name"], term["exitCode"])
+		if r, _ := term["reason"].(string); r != "" {
+			part += " (" + r + ")"
+		}
+		if msg, _ := term["message"].(string); msg != "" {
+			part += ": " + strings.TrimSpace(msg)
+		}
+		parts = append(parts, part)
+	}
+	if len(parts) == 0 {
+		reason, _, _ := unstructured.NestedString(p.Object, "status", "reason")
+		msg, _, _ := unstructured.NestedString(p.Object, "status", "message")
+		return strings.TrimSpace(reason + " " + msg)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// maxOutput bounds what is kept of a host command's output.
+const maxOutput = 64 << 10
+
+// runCommands runs the gate's host-side test commands, one after another,
+// with the test namespace, commit and kubeconfig in their environment.
+func (k *Cluster) runCommands(ctx context.Context, spec TestSpec) error {
+	kubeconfig := k.kubeconfig
+	for _, c := range spec.Commands {
+		cctx, cancel := context.WithTimeout(ctx, c.Timeout)
+		cmd := exec.CommandContext(cctx, c.Args[0], c.Args[1:]...)
+		cmd.Env = append(os.Environ(),
+			"SLUICE_NAMESPACE="+spec.Namespace,
+			"SLUICE_COMMIT="+spec.Commit,
+			"SLUICE_GATE="+spec.Gate,
+			"KUBECONFIG="+kubeconfig,
+		)
+		out := &tailBuffer{max: maxOutput}
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.WaitDelay = 5 * time.Second
+		err := cmd.Run()
+		timedOut := errors.Is(cctx.Err(), context.DeadlineExceeded)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var exitErr *exec.ExitError
+		switch {
+		case err == nil:
+			continue
+		case timedOut:
+			return faultf(StepCommands, "test command %s timed out after %s\n%s", c.Name, c.Timeout, firstLines(out.String(), 20))
+		case errors.As(err, &exitErr):
+			return faultf(StepCommands, "test command %s exited with code %d\n%s", c.Name, exitErr.ExitCode(), lastLines(out.String(), 20))
+		default:
+			// The program could not be started: the host's fault, not the commit's.
+			return fmt.Errorf("test command %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf.Write(p)
+	if over := t.buf.Len() - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return t.buf.String() }
