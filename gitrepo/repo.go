@@ -290,5 +290,5 @@ func (r *Repository) remoteErr(op string, err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		kinds = append(kinds, context.DeadlineExceeded)
 	}
-	return &RemoteError{Op: op, URL: r.url, msg: r.scrub.scrub(text), kinds: kinds}
+	return &RemoteError{Op: op, URL: r.url, msg: strings.TrimSpace(r.scrub.scrub(text)), kinds: kinds}
 }
