@@ -53,6 +53,8 @@ type Credentials struct {
 	SSHKeyFile          string `yaml:"sshKeyFile"`
 	SSHKeyPassphraseEnv string `yaml:"sshKeyPassphraseEnv"`
 	KnownHostsFile      string `yaml:"knownHostsFile"`
+	// InsecureIgnoreHostKey skips SSH host key checks; for tests only.
+	InsecureIgnoreHostKey bool `yaml:"insecureIgnoreHostKey"`
 }
 
 // Source converts to the form gitrepo resolves.
@@ -61,7 +63,7 @@ func (c Credentials) Source() gitrepo.CredentialsSource {
 		Username: c.Username, UsernameEnv: c.UsernameEnv,
 		PasswordFile: c.PasswordFile, PasswordEnv: c.PasswordEnv,
 		SSHKeyFile: c.SSHKeyFile, SSHKeyPassphraseEnv: c.SSHKeyPassphraseEnv,
-		KnownHostsFile: c.KnownHostsFile,
+		KnownHostsFile: c.KnownHostsFile, InsecureIgnoreHostKey: c.InsecureIgnoreHostKey,
 	}
 }
 
