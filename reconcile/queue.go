@@ -53,13 +53,14 @@ func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
 		}
 		return false, fmt.Errorf("list queue: %w", err)
 	}
-	if len(queue) == 0 {
-		return false, nil
-	}
+	// Leftovers of interrupted runs, and failed namespaces kept long enough.
 	if deleted, err := r.Env.Cleanup(ctx, g.Name); err != nil {
 		return false, err
 	} else if len(deleted) > 0 {
 		r.log().Info("removed leftover namespaces", "gate", g.Name, "namespaces", deleted)
+	}
+	if len(queue) == 0 {
+		return false, nil
 	}
 
 	q := &walk{gate: g, target: target, reverts: findReverts(queue), seen: map[string]gitrepo.Record{}}
