@@ -91,6 +91,7 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 		Started:   started.UTC().Truncate(time.Second),
 		Reverted:  q.pendingHashes(),
 		Durations: map[string]time.Duration{},
+		Attempts:  r.attempt(g.Name, c.Hash, false),
 	}
 	finish := func(v Verdict, reason string) (gitrepo.Record, error) {
 		rec.Verdict, rec.Reason = string(v), reason
@@ -159,6 +160,7 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 		if IsFault(err) {
 			return finish(Failed, err.Error())
 		}
+		r.attempt(g.Name, c.Hash, true)
 		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Error, Detail: err.Error()})
 		return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
 	}

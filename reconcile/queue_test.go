@@ -222,8 +222,8 @@ func TestQueueInfrastructureErrorIsRetriedNeverReverted(t *testing.T) {
 	if err := f.runner.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if rec := f.record(a3); Verdict(rec.Verdict) != Passed {
-		t.Errorf("verdict %s, want passed", rec.Verdict)
+	if rec := f.record(a3); Verdict(rec.Verdict) != Passed || rec.Attempts != 3 {
+		t.Errorf("verdict %s after %d attempts, want passed after 3", rec.Verdict, rec.Attempts)
 	}
 	if got := f.remote("rev-parse", "origin/main"); got != a3 {
 		t.Errorf("main moved to %s: an outage must never revert", got)

@@ -63,6 +63,23 @@ type Runner struct {
 
 	mu         sync.Mutex
 	lastTarget map[string]plumbing.Hash // where this process last saw or put each target
+	attempts   map[string]int           // gate/commit -> tests that ended in error
+}
+
+// attempt counts a test of c by gate that ended in error and returns how
+// many tests of it this process has started.
+func (r *Runner) attempt(gate string, c plumbing.Hash, failed bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.attempts == nil {
+		r.attempts = map[string]int{}
+	}
+	key := gate + "/" + c.String()
+	if failed {
+		r.attempts[key]++
+		return r.attempts[key]
+	}
+	return r.attempts[key] + 1
 }
 
 func (r *Runner) log() *slog.Logger {
