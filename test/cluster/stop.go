@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -24,7 +25,8 @@ func (c *Cluster) stop() error {
 	var errs []error
 	if c.env != nil { // kwokctl ran, so there may be a cluster to delete
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := c.kwokctl(ctx, "delete", "cluster", "--kubeconfig="); err != nil {
+		// kwokctl v0.8.0 refuses an empty --kubeconfig ("empty path") on delete.
+		if err := c.kwokctl(ctx, "delete", "cluster", "--kubeconfig="+filepath.Join(c.kwokDir, "kubeconfig.yaml")); err != nil {
 			errs = append(errs, err)
 		}
 		cancel()
