@@ -20,20 +20,19 @@ const workdirPrefix = "sluice-cluster-"
 // reaperScript waits for its standard input, the read end of a pipe whose
 // only write end this process holds, to reach end of file: the kernel closes
 // it when this process exits in any way (a panic, `go test -timeout`, a
-// signal, SIGKILL) or when Stop closes it. It then kills every process whose
-// command line names the work directory and removes the directory. The
-// directory is passed in the environment so that the script's own command
-// line does not name it.
+// signal, SIGKILL). It then kills every process whose command line names the
+// work directory and removes the directory. Stop, having done that itself,
+// writes "stopped" first and the script just exits. The directory is passed
+// in the environment so that the script's own command line does not name it.
 const reaperScript = `
-while read -r _; do :; done
+while read -r line; do
+	[ "$line" = stopped ] && exit 0
+done
 reap() {
-	for p in /proc/[0-9]*; do
-		pid=${p#/proc/}
-		[ "$pid" = "$$" ] && continue
-		cmd=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline") || continue
-		case "$cmd" in
-		*"$SLUICE_CLUSTER_DIR"/*) kill -9 "$pid" 2>/dev/null ;;
-		esac
+	for f in $(grep -lF -e "$SLUICE_CLUSTER_DIR/" /proc/[0-9]*/cmdline 2>/dev/null); do
+		pid=${f#/proc/}
+		pid=${pid%/cmdline}
+		[ "$pid" = "$$" ] || kill -9 "$pid" 2>/dev/null
 	done
 }
 reap
@@ -63,10 +62,14 @@ func (c *Cluster) startWatchdog() error {
 	return writeOwner(c.Workdir)
 }
 
-// stopWatchdog lets the watchdog do its work now and waits for it.
-func (c *Cluster) stopWatchdog() error {
+// stopWatchdog ends the watchdog and waits for it. Unless cleanedUp, it
+// first kills what is left of the cluster and removes the work directory.
+func (c *Cluster) stopWatchdog(cleanedUp bool) error {
 	if c.watchdog == nil {
 		return nil
+	}
+	if cleanedUp {
+		_, _ = c.lifeline.WriteString("stopped\n")
 	}
 	c.lifeline.Close()
 	done := make(chan error, 1)

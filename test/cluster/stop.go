@@ -39,7 +39,7 @@ func (c *Cluster) stop() error {
 	if err := os.RemoveAll(c.Workdir); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.stopWatchdog(); err != nil {
+	if err := c.stopWatchdog(len(errs) == 0); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
