@@ -96,7 +96,7 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 	finish := func(v Verdict, reason string) (gitrepo.Record, error) {
 		rec.Verdict, rec.Reason = string(v), reason
 		rec.Durations[StepTotal] = time.Since(started).Round(time.Millisecond)
-		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: v, Took: rec.Durations[StepTotal], Detail: firstLines(reason, 1)})
+		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: v, Took: rec.Durations[StepTotal], Detail: firstLines(reason, 6)})
 		log := r.log().With("gate", g.Name, "commit", short(c.Hash), "took", rec.Durations[StepTotal])
 		if v == Passed {
 			log.Info("candidate passed", "skipped", rec.Skipped)

@@ -207,7 +207,6 @@ func (k *Cluster) isNamespaced(gvk schema.GroupVersionKind) (bool, error) {
 	return m.Scope.Name() == meta.RESTScopeNameNamespace, nil
 }
 
-
 func (k *Cluster) createNamespace(ctx context.Context, ns *unstructured.Unstructured, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -28,7 +28,7 @@ func (k *Cluster) runTests(ctx context.Context, tests []*unstructured.Unstructur
 	waiting := map[string]*unstructured.Unstructured{}
 	for _, t := range tests {
 		if isJob(t) || isPod(t) {
-			waiting[describe(t)] = t
+			waiting[t.GetKind()+"/"+t.GetName()] = t
 		}
 	}
 	for len(waiting) > 0 {
@@ -73,7 +73,7 @@ func (k *Cluster) finished(ctx context.Context, t *unstructured.Unstructured) (b
 			return false, nil // the caller reports the timeout
 		}
 		if apierrors.IsNotFound(err) {
-			return false, faultf(StepTests, "%s disappeared before it finished", describe(t))
+			return false, faultf(StepTests, "%s/%s disappeared before it finished", t.GetKind(), t.GetName())
 		}
 		if uerr := k.reachable(ctx); uerr != nil {
 			return false, uerr
@@ -85,7 +85,7 @@ func (k *Cluster) finished(ctx context.Context, t *unstructured.Unstructured) (b
 		case "Succeeded":
 			return true, nil
 		case "Failed":
-			return false, faultf(StepTests, "test %s failed: %s", describe(t), podFailure(live))
+			return false, faultf(StepTests, "test Pod/%s failed: %s", t.GetName(), podFailure(live))
 		}
 		return false, nil
 	}
@@ -99,7 +99,7 @@ func (k *Cluster) finished(ctx context.Context, t *unstructured.Unstructured) (b
 		case "Complete":
 			return true, nil
 		case "Failed":
-			msg := fmt.Sprintf("test %s failed: %v", describe(t), m["reason"])
+			msg := fmt.Sprintf("test Job/%s failed: %v", t.GetName(), m["reason"])
 			if s, _ := m["message"].(string); s != "" {
 				msg += ": " + s
 			}

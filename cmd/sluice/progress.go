@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,6 +65,14 @@ func (p *progress) event(e reconcile.Event) {
 	took := ""
 	if e.Took > 0 {
 		took = fmtDuration(e.Took)
+	}
+	if e.Step == "verdict" && e.Verdict != reconcile.Passed {
+		// The reason is what the team needs: print it whole, not clipped.
+		fmt.Fprintf(p.w, "           %-*s %-44s %8s\n", 12+len(step)-visible(step), step, "", took)
+		for _, l := range strings.Split(strings.TrimSpace(e.Detail), "\n") {
+			fmt.Fprintf(p.w, "             %s\n", p.paint(red, l))
+		}
+		return
 	}
 	fmt.Fprintf(p.w, "           %-*s %-44s %8s\n", 12+len(step)-visible(step), step, clip(detail, 44), took)
 }

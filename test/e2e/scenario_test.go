@@ -92,11 +92,11 @@ func newScenario(t *testing.T, opts scenarioOptions) *scenario {
 		t.Fatal(err)
 	}
 	s.work.Commit(t, "Initial desired state")
+	s.git("config", "core.logAllRefUpdates", "always")
 	if err := s.work.Push(t, "HEAD:refs/heads/main", "HEAD:refs/heads/staging"); err != nil {
 		t.Fatal(err)
 	}
 	s.srv.InstallHook(t, s.repo, "pre-receive", gitserver.ProtectBranches("main", "staging"))
-	s.git("config", "core.logAllRefUpdates", "always")
 
 	cfg := "repository:\n  url: " + s.srv.RepoURL(s.repo) + "\n" +
 		"  cacheDir: cache\n" +
@@ -291,7 +291,13 @@ func (s *scenario) assertNoNamespacesLeft() {
 func (s *scenario) watchNamespaces() (stop func() []string) {
 	s.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := s.kube.CoreV1().Namespaces().Watch(ctx, metav1.ListOptions{LabelSelector: manifests.LabelGate + "=" + s.gate})
+	sel := manifests.LabelGate + "=" + s.gate
+	list, err := s.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	// Watch from the list's version: only namespaces created from now on.
+	w, err := s.kube.CoreV1().Namespaces().Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
 	if err != nil {
 		s.t.Fatal(err)
 	}
