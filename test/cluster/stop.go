@@ -23,7 +23,8 @@ func (c *Cluster) Stop() error {
 
 func (c *Cluster) stop() error {
 	var errs []error
-	if c.env != nil { // kwokctl ran, so there may be a cluster to delete
+	// kwokctl created the cluster's directory, so there is a cluster to delete.
+	if _, err := os.Stat(c.kwokDir); err == nil && c.env != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		// kwokctl v0.8.0 refuses an empty --kubeconfig ("empty path") on delete.
 		if err := c.kwokctl(ctx, "delete", "cluster", "--kubeconfig="+filepath.Join(c.kwokDir, "kubeconfig.yaml")); err != nil {
