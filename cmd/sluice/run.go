@@ -51,7 +51,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	repo, err := openRepo(ctx, cfg)
+	repo, err := openRepo(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
@@ -128,12 +128,18 @@ func loadKubeconfig(explicit string) (*rest.Config, string, error) {
 	return nil, "", fmt.Errorf("kubeconfig: %w", err)
 }
 
-func openRepo(ctx context.Context, cfg *config.Config) (*gitrepo.Repository, error) {
+// openRepo opens the configured repository. Only the daemon uses the cache
+// directory: go-git keeps no lock across processes, so `status` next to a
+// running daemon reads into memory instead of sharing its clone.
+func openRepo(ctx context.Context, cfg *config.Config, useCache bool) (*gitrepo.Repository, error) {
 	creds, err := cfg.Repository.Credentials.Source().Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("%s: repository.credentials: %w", cfg.File(), err)
 	}
 	dir := cfg.Repository.CacheDir
+	if !useCache {
+		dir = ""
+	}
 	if dir != "" && !filepath.IsAbs(dir) {
 		dir = filepath.Join(filepath.Dir(cfg.File()), dir)
 	}

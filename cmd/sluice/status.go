@@ -61,7 +61,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	repo, err := openRepo(ctx, cfg)
+	repo, err := openRepo(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
