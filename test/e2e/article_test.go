@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -125,6 +126,24 @@ func TestArticleScenario(t *testing.T) {
 		if !strings.Contains(st.stdout, want) {
 			t.Errorf("status does not show %q", want)
 		}
+	}
+	js := s.sluice(t.Context(), nil, "status", "--output", "json")
+	var status struct {
+		Gates []struct {
+			Name    string `json:"name"`
+			Queue   []any  `json:"queue"`
+			History []struct {
+				SHA     string `json:"sha"`
+				Verdict string `json:"verdict"`
+				Reason  string `json:"reason"`
+			} `json:"history"`
+		} `json:"gates"`
+	}
+	if err := json.Unmarshal([]byte(js.stdout), &status); err != nil {
+		t.Fatalf("status --output json: %v\n%s", err, js.stdout)
+	}
+	if len(status.Gates) != 1 || status.Gates[0].Name != s.gate || len(status.Gates[0].Queue) != 0 {
+		t.Errorf("status json: %+v", status)
 	}
 	// The kept namespace is Sluice's own, so the test may remove it.
 	for _, ns := range kept {
