@@ -365,25 +365,31 @@ func (h *hostileRepo) record(sha string) gitrepo.Record {
 	return rec
 }
 
-// notes maps each commit with a note on the server to its staging record.
+// notes maps each commit on main with a note on the server to its staging record.
 func (h *hostileRepo) notes() map[string]gitrepo.Record {
 	h.t.Helper()
 	out := map[string]gitrepo.Record{}
-	list := h.remote("notes", "--ref=sluice", "list")
-	for _, line := range strings.Split(list, "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 {
+	log := h.remote("log", "--notes=sluice", "--format=%H%x00%N%x01", "origin/main")
+	for _, entry := range strings.Split(log, "\x01") {
+		sha, note, ok := strings.Cut(strings.TrimSpace(entry), "\x00")
+		if !ok || strings.TrimSpace(note) == "" {
 			continue
 		}
-		n, err := gitrepo.DecodeNote([]byte(h.work.Git(h.t, "cat-file", "blob", f[0])))
+		n, err := gitrepo.DecodeNote([]byte(note))
 		if err != nil {
-			h.t.Fatalf("note on %s: %v", f[1][:7], err)
+			h.t.Fatalf("note on %s: %v\n%s", sha[:7], err, note)
 		}
 		if rec, ok := n.Get("staging"); ok {
-			out[f[1]] = rec
+			out[sha] = rec
 		}
 	}
 	return out
+}
+
+// hasNote reports whether the server has a note on sha.
+func (h *hostileRepo) hasNote(sha string) bool {
+	h.t.Helper()
+	return h.remote("log", "-1", "--notes=sluice", "--format=%N", sha) != ""
 }
 
 // reverts counts, per rejected commit, the commits on main whose
