@@ -64,6 +64,7 @@ type Runner struct {
 	mu         sync.Mutex
 	lastTarget map[string]plumbing.Hash // where this process last saw or put each target
 	attempts   map[string]int           // gate/commit -> tests that ended in error
+	steps      map[string]int           // gate -> verdicts, fast-forwards and reverts so far
 }
 
 // attempt counts a test of c by gate that ended in error and returns how
@@ -90,15 +91,33 @@ func (r *Runner) log() *slog.Logger {
 }
 
 func (r *Runner) emit(e Event) {
+	if e.Step == "fast-forward" || e.Step == "revert" || (e.Step == "verdict" && e.Verdict != Error) {
+		r.mu.Lock()
+		if r.steps == nil {
+			r.steps = map[string]int{}
+		}
+		r.steps[e.Gate]++
+		r.mu.Unlock()
+	}
 	if r.OnEvent != nil {
 		r.OnEvent(e)
 	}
 }
 
+// progress counts the steps gate has taken: verdicts, fast-forwards and
+// reverts. An error after progress is a new error, not the last one again:
+// it gets fresh attempts and backoff, and is logged.
+func (r *Runner) progress(gate string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.steps[gate]
+}
+
 // RunOnce drains every gate's queue, including the revert commits it
 // writes, and returns. Infrastructure errors are retried with backoff up
-// to each gate's OnceAttempts; a gate that still fails, or stops, makes
-// RunOnce return an error after the other gates ran.
+// to each gate's OnceAttempts, counted from the last step the gate took,
+// so that each candidate gets them; a gate that still fails, or stops,
+// makes RunOnce return an error after the other gates ran.
 func (r *Runner) RunOnce(ctx context.Context) error {
 	var errs []error
 	for i := range r.Gates {
@@ -106,7 +125,17 @@ func (r *Runner) RunOnce(ctx context.Context) error {
 		backoff := newBackoff(g.InitialBackoff, g.MaxBackoff)
 		var last string
 		for attempt := 1; ; attempt++ {
+			before := r.progress(g.Name)
 			err := r.Drain(ctx, g)
+			if attempt > 1 && r.progress(g.Name) != before && err != nil {
+				// It got further before failing again: the last error is
+				// over, and this one is new.
+				if last != "" {
+					r.log().Info("gate recovered", "gate", g.Name, "attempts", attempt)
+				}
+				attempt, last = 1, ""
+				backoff.reset()
+			}
 			if err == nil {
 				if last != "" {
 					r.log().Info("gate recovered", "gate", g.Name, "attempts", attempt)
@@ -158,9 +187,17 @@ func (r *Runner) Run(ctx context.Context, interval time.Duration) error {
 				}
 				continue
 			}
+			before := r.progress(g.Name)
 			err := r.Drain(ctx, g)
 			if ctx.Err() != nil {
 				return nil
+			}
+			if err != nil && st.last != "" && r.progress(g.Name) != before {
+				// It got further before failing again: the last error is
+				// over, and this one is new.
+				r.log().Info("gate recovered", "gate", g.Name)
+				st.last = ""
+				st.backoff.reset()
 			}
 			switch {
 			case err == nil:
