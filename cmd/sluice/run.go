@@ -132,7 +132,7 @@ func loadKubeconfig(explicit string) (*rest.Config, string, error) {
 // directory: go-git keeps no lock across processes, so `status` next to a
 // running daemon reads into memory instead of sharing its clone.
 func openRepo(ctx context.Context, cfg *config.Config, useCache bool) (*gitrepo.Repository, error) {
-	creds, err := cfg.Repository.Credentials.Source().Resolve()
+	creds, err := cfg.Repository.Credentials.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("%s: repository.credentials: %w", cfg.File(), err)
 	}

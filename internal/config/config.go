@@ -36,35 +36,13 @@ type Config struct {
 // Repository says where the desired state lives and who Sluice is when it
 // writes to it.
 type Repository struct {
-	URL          string      `yaml:"url"`
-	SourceBranch string      `yaml:"sourceBranch"`
-	Credentials  Credentials `yaml:"credentials"`
-	Author       Author      `yaml:"author"`
+	URL          string `yaml:"url"`
+	SourceBranch string `yaml:"sourceBranch"`
+	// Credentials name files or environment variables, never secrets.
+	Credentials gitrepo.CredentialsSource `yaml:"credentials"`
+	Author      Author                    `yaml:"author"`
 	// CacheDir holds the local bare clone; empty keeps it in memory.
 	CacheDir string `yaml:"cacheDir"`
-}
-
-// Credentials name where the secrets are, never the secrets themselves.
-type Credentials struct {
-	Username            string `yaml:"username"`
-	UsernameEnv         string `yaml:"usernameEnv"`
-	PasswordFile        string `yaml:"passwordFile"`
-	PasswordEnv         string `yaml:"passwordEnv"`
-	SSHKeyFile          string `yaml:"sshKeyFile"`
-	SSHKeyPassphraseEnv string `yaml:"sshKeyPassphraseEnv"`
-	KnownHostsFile      string `yaml:"knownHostsFile"`
-	// InsecureIgnoreHostKey skips SSH host key checks; for tests only.
-	InsecureIgnoreHostKey bool `yaml:"insecureIgnoreHostKey"`
-}
-
-// Source converts to the form gitrepo resolves.
-func (c Credentials) Source() gitrepo.CredentialsSource {
-	return gitrepo.CredentialsSource{
-		Username: c.Username, UsernameEnv: c.UsernameEnv,
-		PasswordFile: c.PasswordFile, PasswordEnv: c.PasswordEnv,
-		SSHKeyFile: c.SSHKeyFile, SSHKeyPassphraseEnv: c.SSHKeyPassphraseEnv,
-		KnownHostsFile: c.KnownHostsFile, InsecureIgnoreHostKey: c.InsecureIgnoreHostKey,
-	}
 }
 
 // Author signs the revert commits and notes Sluice writes.

@@ -43,7 +43,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"cmdLimit": g.Tests.Commands[0].Timeout.Duration,
 		"attempts": g.Retry.OnceAttempts,
 		"author":   c.Repository.Author.Name,
-		"userEnv":  c.Repository.Credentials.Source().PasswordEnv,
+		"userEnv":  c.Repository.Credentials.PasswordEnv,
 		"gateLine": g.Line(),
 	}
 	want := map[string]any{
