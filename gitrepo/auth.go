@@ -2,6 +2,7 @@ package gitrepo
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,9 +17,10 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Credentials are resolved secrets for the remote. Their String, GoString
-// and LogValue never print a secret, so a Credentials that ends up in a log
-// line or an error by mistake leaks nothing.
+// Credentials are resolved secrets for the remote. Their String, GoString,
+// LogValue, MarshalJSON and MarshalYAML never show a secret, so a
+// Credentials that ends up in a log line, an error or a dump by mistake
+// leaks nothing.
 type Credentials struct {
 	// Username and Password are HTTP basic auth; a token goes in Password
 	// (Username then defaults to "git", which Git hosts accept for tokens).
@@ -54,6 +56,13 @@ func (c Credentials) GoString() string { return c.String() }
 
 // LogValue is String, for log/slog.
 func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON is String as a JSON string: encoding/json would otherwise
+// write every field, secrets included.
+func (c Credentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
+// MarshalYAML is String, for the same reason.
+func (c Credentials) MarshalYAML() (any, error) { return c.String(), nil }
 
 // CredentialsSource is what the configuration names: files and environment
 // variables holding the secrets, never the secrets themselves.

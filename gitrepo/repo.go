@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -63,6 +64,16 @@ type Repository struct {
 	author   Signature
 	scrub    scrubber
 }
+
+// String names the remote. fmt would otherwise print the unexported
+// fields, the credentials and the scrubber's list of secrets among them.
+func (r *Repository) String() string { return fmt.Sprintf("gitrepo.Repository{URL: %q}", r.url) }
+
+// GoString is String, for %#v.
+func (r *Repository) GoString() string { return r.String() }
+
+// LogValue is String, for log/slog.
+func (r *Repository) LogValue() slog.Value { return slog.StringValue(r.String()) }
 
 // Open opens (or creates) the local cache and points its remote "origin" at
 // opts.URL. It does not talk to the remote; call Fetch.
