@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -72,10 +73,26 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"source": cfg.Repository.SourceBranch, "gates": out})
+		if err := enc.Encode(map[string]any{"source": cfg.Repository.SourceBranch, "gates": out}); err != nil {
+			return err
+		}
+		return gateErrors(out)
 	}
 	printStatus(stdout, newProgress(stdout, useColour), cfg.Repository.SourceBranch, out)
-	return nil
+	return gateErrors(out)
+}
+
+// gateErrors makes status fail when it could not tell a gate's state (the
+// remote refused the credentials, the branches are gone or diverged): the
+// output says what it could, and the exit code says it is not the whole story.
+func gateErrors(gates []gateStatus) error {
+	var errs []error
+	for _, g := range gates {
+		if g.Error != "" {
+			errs = append(errs, fmt.Errorf("gate %s: %s", g.Name, g.Error))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func gateState(ctx context.Context, repo *gitrepo.Repository, source string, g config.Gate) gateStatus {
@@ -151,9 +168,12 @@ func printStatus(w io.Writer, p *progress, source string, gates []gateStatus) {
 		if g.Tip != nil {
 			fmt.Fprintf(w, "  %-8s %s %s\n", g.Target, short7(g.Tip.SHA), quote(g.Tip.Subject))
 		}
-		if len(g.Queue) == 0 {
+		switch {
+		case len(g.Queue) == 0 && g.Error != "":
+			// Not known: the error says why.
+		case len(g.Queue) == 0:
 			fmt.Fprintf(w, "  queue    empty: %s holds everything on %s that this gate renders\n", g.Target, source)
-		} else {
+		default:
 			fmt.Fprintf(w, "  queue    %d commit(s) on %s after %s, oldest first:\n", len(g.Queue), source, g.Target)
 			for _, c := range g.Queue {
 				printCommit(w, p, c)
