@@ -643,11 +643,11 @@ func (r *Repository) PushNotes(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		local, err := r.refHash(NotesRef)
 		if err != nil {
-			return err
+			return fmt.Errorf("push notes: %w", err)
 		}
 		remote, err := r.refHash(remoteNotesRef)
 		if err != nil {
-			return err
+			return fmt.Errorf("push notes: %w", err)
 		}
 		if local.IsZero() || local == remote {
 			return nil
@@ -669,7 +669,10 @@ func (r *Repository) PushNotes(ctx context.Context) error {
 			return r.setRef(remoteNotesRef, local)
 		}
 		if !errors.Is(err, ErrStale) || attempt >= maxNotesPushAttempts {
-			return fmt.Errorf("push notes (attempt %d): %w", attempt, err)
+			if attempt > 1 {
+				return fmt.Errorf("push notes (after %d attempts): %w", attempt, err)
+			}
+			return fmt.Errorf("push notes: %w", err)
 		}
 		if err := r.fetchLocked(ctx, nil); err != nil {
 			return fmt.Errorf("push notes: %w", err)

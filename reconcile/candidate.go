@@ -57,10 +57,8 @@ func (r *Runner) saveNote(ctx context.Context, h plumbing.Hash, note gitrepo.Not
 	if err := r.Repo.WriteNote(h, note); err != nil {
 		return fmt.Errorf("write note of %s: %w", short(h), err)
 	}
-	if err := r.Repo.PushNotes(ctx); err != nil {
-		return fmt.Errorf("push notes: %w", err)
-	}
-	return nil
+	// PushNotes's errors say "push notes" themselves.
+	return r.Repo.PushNotes(ctx)
 }
 
 // reasonFromRevert recovers the reason from the body of a revert commit
