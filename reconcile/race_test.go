@@ -214,8 +214,16 @@ func TestDaemonRacesWithWriters(t *testing.T) {
 		if len(stagingValues) < 2 {
 			t.Fatalf("staging's reflog has %d entries; is core.logAllRefUpdates on?", len(stagingValues))
 		}
+		deploysBroken := func(v string) string {
+			return serverGit(t, bare, "grep", "-h", "-e", "image: .*:bad-", v, "--", "environments/staging")
+		}
+		for c, bad := range broken {
+			if bad && deploysBroken(c) == "" {
+				t.Fatalf("control: the check finds no broken image in the broken commit %s", c[:7])
+			}
+		}
 		for _, v := range stagingValues {
-			if out := serverGit(t, bare, "grep", "-h", "-e", "image: .*:bad-", v, "--", "environments/staging"); out != "" {
+			if out := deploysBroken(v); out != "" {
 				t.Errorf("staging was at %s, which deploys\n%s", v[:7], out)
 			}
 		}
