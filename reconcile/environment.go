@@ -37,6 +37,7 @@ type Cluster struct {
 	manager    *ssa.ResourceManager
 	discovery  discovery.DiscoveryInterface
 	kubeconfig string
+	restConfig *rest.Config
 	now        func() time.Time
 	poll       time.Duration
 }
@@ -71,6 +72,7 @@ func NewCluster(cfg *rest.Config, kubeconfig string) (*Cluster, error) {
 		manager:    ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "sluice.dev"}),
 		discovery:  dc,
 		kubeconfig: kubeconfig,
+		restConfig: cfg,
 		now:        time.Now,
 		poll:       500 * time.Millisecond,
 	}, nil

@@ -163,6 +163,17 @@ const maxOutput = 64 << 10
 // with the test namespace, commit and kubeconfig in their environment.
 func (k *Cluster) runCommands(ctx context.Context, spec TestSpec) error {
 	kubeconfig := k.kubeconfig
+	if kubeconfig == "" {
+		// In-cluster: write a kubeconfig naming the service account's token file.
+		dir, err := os.MkdirTemp("", "sluice-kubeconfig-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if kubeconfig, err = writeKubeconfig(dir, k.restConfig); err != nil {
+			return err
+		}
+	}
 	for _, c := range spec.Commands {
 		cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 		cmd := exec.CommandContext(cctx, c.Args[0], c.Args[1:]...)
