@@ -146,6 +146,12 @@ func (r *Runner) RunOnce(ctx context.Context) error {
 				errs = append(errs, err)
 				break
 			}
+			if needsPerson(err) {
+				// Retrying a refused credential or a missing repository
+				// only delays the report; the daemon still retries them.
+				errs = append(errs, fmt.Errorf("gate %s: %w", g.Name, err))
+				break
+			}
 			if msg := err.Error(); msg != last {
 				r.log().Warn("infrastructure error, will retry", "gate", g.Name, "attempt", attempt, "error", msg)
 				last = msg
@@ -268,3 +274,9 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = 0 }
+
+// needsPerson reports an infrastructure error that no retry fixes: the Git
+// server refused the credentials or does not have the repository.
+func needsPerson(err error) bool {
+	return errors.Is(err, gitrepo.ErrAuth) || errors.Is(err, gitrepo.ErrRepositoryNotFound)
+}
