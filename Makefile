@@ -29,7 +29,7 @@ tools: $(TOOLS)
 
 $(BIN)/kube-%: test/tools/kube/go.mod test/tools/kube/go.sum
 	@mkdir -p $(BIN)
-	@echo ">> building kube-$* from source (first time: ~12 min for the control plane)"
+	@echo ">> building kube-$* from source (first time: about 20 min on 2 cores for all the tools)"
 	cd test/tools/kube && $(GO) build -o $@ k8s.io/kubernetes/cmd/kube-$*
 
 $(BIN)/kubectl: test/tools/kube/go.mod test/tools/kube/go.sum
