@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/fluxcd/pkg/ssa"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -175,7 +176,15 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 		if uerr := k.reachable(ctx); uerr != nil {
 			return durations, uerr
 		}
-		return durations, faultf(StepHealth, "not healthy within %s: %s", spec.HealthTimeout, trimWaitErr(err))
+		// The waiter's own error can be about itself (a rate limiter near
+		// the deadline) rather than the objects: ask each object once more.
+		notReady, serr := k.notCurrent(ctx, env.Objects)
+		if serr != nil {
+			return durations, serr
+		}
+		if len(notReady) > 0 {
+			return durations, faultf(StepHealth, "not healthy within %s: %s", spec.HealthTimeout, strings.Join(notReady, "; "))
+		}
 	}
 	step(StepHealth, start, fmt.Sprintf("%d objects current", len(cs.Entries)))
 
@@ -389,8 +398,37 @@ func trimAPIErr(err error) string {
 	return strings.TrimSpace(err.Error())
 }
 
-func trimWaitErr(err error) string {
-	return strings.TrimPrefix(err.Error(), "timeout waiting for: ")
+// notCurrent lists the objects that are not Current (kstatus), with their
+// status and kstatus's message, e.g. "Deployment/z is InProgress: ...".
+func (k *Cluster) notCurrent(ctx context.Context, objs []*unstructured.Unstructured) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var out []string
+	for _, o := range objs {
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(o.GroupVersionKind())
+		name := o.GetKind() + "/" + o.GetName()
+		if err := k.client.Get(ctx, client.ObjectKeyFromObject(o), live); err != nil {
+			if apierrors.IsNotFound(err) {
+				out = append(out, name+" is missing")
+				continue
+			}
+			return nil, fmt.Errorf("health of %s: %w", name, err)
+		}
+		res, err := status.Compute(live)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if res.Status != status.CurrentStatus {
+			msg := fmt.Sprintf("%s is %s", name, res.Status)
+			if res.Message != "" {
+				msg += ": " + res.Message
+			}
+			out = append(out, msg)
+		}
+	}
+	return out, nil
 }
 
 // writeKubeconfig is used when the daemon got its cluster from somewhere
