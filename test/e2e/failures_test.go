@@ -91,7 +91,10 @@ func TestRevertConflictStopsTheGate(t *testing.T) {
 // candidate is being tested: the verdict is error, Sluice retries, and
 // when the server is back the commit passes; nothing is reverted.
 func TestInfrastructureErrorIsRetriedNotReverted(t *testing.T) {
-	s := newScenario(t, scenarioOptions{onceAttempts: 30})
+	// A host command keeps the candidate busy for a few seconds, so the
+	// outage below lands in the middle of it however fast the cluster is.
+	s := newScenario(t, scenarioOptions{onceAttempts: 30,
+		extraGate: "    tests:\n      commands:\n        - {name: soak, command: [/bin/sleep, \"4\"]}\n"})
 	a3 := s.push("Berlin", "bump A to v3", pair(version("a", "v3"))...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
