@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/internal/config"
 	"github.com/sluice-gitops/sluice/reconcile"
@@ -238,5 +236,3 @@ func firstN(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-var _ = plumbing.ZeroHash

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"github.com/go-git/go-git/v5/plumbing"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"slices"
 	"strings"
 	"testing"
@@ -147,13 +149,13 @@ func TestArticleScenario(t *testing.T) {
 	}
 	// The kept namespace is Sluice's own, so the test may remove it.
 	for _, ns := range kept {
-		_ = s.kube.CoreV1().Namespaces().Delete(t.Context(), ns, metav1DeleteOptions())
+		_ = s.kube.CoreV1().Namespaces().Delete(t.Context(), ns, metav1.DeleteOptions{})
 	}
 }
 
 func pair(a, b string) []string { return []string{a, b} }
 
-func hashes(hs []plumbingHash) []string {
+func hashes(hs []plumbing.Hash) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {
 		out[i] = h.String()

@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/manifests"
 	"github.com/sluice-gitops/sluice/test/cluster"
@@ -333,7 +332,3 @@ func metaOf(o any) (metav1.Object, error) {
 	}
 	return nil, os.ErrInvalid
 }
-
-type plumbingHash = plumbing.Hash
-
-func metav1DeleteOptions() metav1.DeleteOptions { return metav1.DeleteOptions{} }
