@@ -32,18 +32,8 @@ type detachedState struct {
 // Stop, or from another process with StopDetached (or Attach and Stop). On
 // error nothing of the cluster is left behind, workdir included.
 func StartDetached(ctx context.Context, opts Options, workdir string) (*Cluster, error) {
-	def := DefaultOptions()
-	if opts.Name == "" {
-		opts.Name = def.Name
-	}
-	if opts.Nodes <= 0 {
-		opts.Nodes = def.Nodes
-	}
-	tools, err := ToolsDir(opts.ToolsDir)
+	opts, tools, err := opts.resolve()
 	if err != nil {
-		return nil, err
-	}
-	if err := checkTools(tools); err != nil {
 		return nil, err
 	}
 	workdir, err = filepath.Abs(workdir)

@@ -26,18 +26,8 @@ import (
 // of the cluster is left behind. The caller must Stop the cluster; should the
 // process end first, a watchdog process removes the cluster all the same.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	def := DefaultOptions()
-	if opts.Name == "" {
-		opts.Name = def.Name
-	}
-	if opts.Nodes <= 0 {
-		opts.Nodes = def.Nodes
-	}
-	tools, err := ToolsDir(opts.ToolsDir)
+	opts, tools, err := opts.resolve()
 	if err != nil {
-		return nil, err
-	}
-	if err := checkTools(tools); err != nil {
 		return nil, err
 	}
 	sweepStale()
@@ -283,4 +273,23 @@ func defaultServiceAccount(ctx context.Context, client kubernetes.Interface, nam
 		return fmt.Errorf("no default ServiceAccount in namespace %s yet", namespace)
 	}
 	return err
+}
+
+// resolve fills in the defaults and finds the tools, all present.
+func (opts Options) resolve() (Options, string, error) {
+	def := DefaultOptions()
+	if opts.Name == "" {
+		opts.Name = def.Name
+	}
+	if opts.Nodes <= 0 {
+		opts.Nodes = def.Nodes
+	}
+	tools, err := ToolsDir(opts.ToolsDir)
+	if err != nil {
+		return opts, "", err
+	}
+	if err := checkTools(tools); err != nil {
+		return opts, "", err
+	}
+	return opts, tools, nil
 }
