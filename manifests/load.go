@@ -188,11 +188,7 @@ func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []f
 	}
 	for _, v := range k.Components {
 		from := r("component", v)
-		p, err := l.target(from)
-		if err != nil {
-			return err
-		}
-		fi, err := l.stat(p, from)
+		p, fi, err := l.lookup(from)
 		if err != nil {
 			return err
 		}
@@ -273,11 +269,7 @@ func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []f
 
 // resource handles a resources (or bases) entry: a file or a kustomization.
 func (l *loader) resource(from *ref, stack []frame) error {
-	p, err := l.target(from)
-	if err != nil {
-		return err
-	}
-	fi, err := l.stat(p, from)
+	p, fi, err := l.lookup(from)
 	if err != nil {
 		return err
 	}
@@ -333,11 +325,7 @@ func (l *loader) generatorSources(kfile, dir, prefix string, s types.KvPairSourc
 
 // file checks a reference that must name a file, and copies it.
 func (l *loader) file(from *ref, kind fileKind) ([]byte, error) {
-	p, err := l.target(from)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := l.stat(p, from)
+	p, fi, err := l.lookup(from)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +386,20 @@ func (l *loader) target(from *ref) (string, error) {
 		return "", from.fail("climbs out of the repository")
 	}
 	return p, nil
+}
+
+// lookup checks a reference and returns the tree path it names and what
+// is there, following symlinks inside the tree.
+func (l *loader) lookup(from *ref) (string, fs.FileInfo, error) {
+	p, err := l.target(from)
+	if err != nil {
+		return "", nil, err
+	}
+	fi, err := l.stat(p, from)
+	if err != nil {
+		return "", nil, err
+	}
+	return p, fi, nil
 }
 
 // stat returns what p is, following symlinks inside the tree.

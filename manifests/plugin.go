@@ -58,11 +58,7 @@ func (l *loader) plugin(from *ref) error {
 		}
 		return l.pluginConfigs(from, from.file, []byte(from.value))
 	}
-	p, err := l.target(from)
-	if err != nil {
-		return err
-	}
-	fi, err := l.stat(p, from)
+	p, fi, err := l.lookup(from)
 	if err != nil {
 		return err
 	}
