@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -164,7 +166,7 @@ func readSecretFile(path string) ([]byte, error) {
 // authMethod builds go-git's auth for the endpoint's protocol.
 func authMethod(ep *transport.Endpoint, c *Credentials) (transport.AuthMethod, error) {
 	if c == nil {
-		return nil, nil
+		c = &Credentials{}
 	}
 	switch ep.Protocol {
 	case "http", "https":
@@ -184,42 +186,72 @@ func authMethod(ep *transport.Endpoint, c *Credentials) (transport.AuthMethod, e
 		if user == "" {
 			user = "git"
 		}
-		var hostKey ssh.HostKeyCallback
-		switch {
-		case c.KnownHosts != "":
-			cb, err := gitssh.NewKnownHostsCallback(c.KnownHosts)
+		// The key is parsed first, so a bad key is reported before a
+		// missing known_hosts file.
+		var keys *gitssh.PublicKeys
+		if len(c.SSHKey) > 0 {
+			var err error
+			keys, err = gitssh.NewPublicKeys(user, c.SSHKey, c.SSHKeyPassphrase)
 			if err != nil {
-				return nil, fmt.Errorf("known hosts file %s: %w", c.KnownHosts, err)
+				// The parser's error never holds the key, but keep only its kind.
+				if strings.Contains(err.Error(), "passphrase") || strings.Contains(err.Error(), "decryption") {
+					return nil, errors.New("SSH key: wrong or missing passphrase")
+				}
+				return nil, errors.New("SSH key: cannot parse private key")
 			}
-			hostKey = cb
-		case c.InsecureIgnoreHostKey:
-			hostKey = ssh.InsecureIgnoreHostKey()
 		}
-		if len(c.SSHKey) == 0 {
-			if hostKey == nil {
-				return nil, nil // go-git's defaults: ssh-agent, default known_hosts
+		var hostKey gitssh.HostKeyCallbackHelper
+		if c.InsecureIgnoreHostKey && c.KnownHosts == "" {
+			hostKey.HostKeyCallback = ssh.InsecureIgnoreHostKey()
+		} else {
+			var files []string // none: $SSH_KNOWN_HOSTS, else ~/.ssh/known_hosts
+			if c.KnownHosts != "" {
+				files = []string{c.KnownHosts}
 			}
-			a, err := gitssh.NewSSHAgentAuth(user)
+			db, err := gitssh.NewKnownHostsDb(files...)
 			if err != nil {
-				return nil, fmt.Errorf("ssh agent: %w", err)
+				return nil, fmt.Errorf("%s: %w", knownHostsDescription(c), err)
 			}
-			a.HostKeyCallback = hostKey
-			return a, nil
+			hostKey.HostKeyCallback = db.HostKeyCallback()
+			// Ask the server for the key types known_hosts lists for this
+			// host, as OpenSSH does. Otherwise a server that also has a key
+			// of another type may offer that one, and the check fails.
+			hostKey.HostKeyAlgorithms = db.HostKeyAlgorithms(sshHostPort(ep))
 		}
-		keys, err := gitssh.NewPublicKeys(user, c.SSHKey, c.SSHKeyPassphrase)
+		if keys != nil {
+			keys.HostKeyCallbackHelper = hostKey
+			return keys, nil
+		}
+		a, err := gitssh.NewSSHAgentAuth(user)
 		if err != nil {
-			// The parser's error never holds the key, but keep only its kind.
-			if strings.Contains(err.Error(), "passphrase") || strings.Contains(err.Error(), "decryption") {
-				return nil, errors.New("SSH key: wrong or missing passphrase")
-			}
-			return nil, errors.New("SSH key: cannot parse private key")
+			return nil, fmt.Errorf("ssh agent (no SSH key configured): %w", err)
 		}
-		if hostKey != nil {
-			keys.HostKeyCallback = hostKey
-		}
-		return keys, nil
+		a.HostKeyCallbackHelper = hostKey
+		return a, nil
 	default:
 		return nil, nil
+	}
+}
+
+// sshHostPort is the host:port under which known_hosts files list ep's host.
+func sshHostPort(ep *transport.Endpoint) string {
+	port := ep.Port
+	if port <= 0 {
+		port = 22
+	}
+	return net.JoinHostPort(ep.Host, strconv.Itoa(port))
+}
+
+// knownHostsDescription says which known_hosts files an SSH remote is
+// checked against, for error messages.
+func knownHostsDescription(c *Credentials) string {
+	switch {
+	case c != nil && c.KnownHosts != "":
+		return "known hosts file " + c.KnownHosts
+	case c != nil && c.InsecureIgnoreHostKey:
+		return "host key checking is off"
+	default:
+		return "known hosts from $SSH_KNOWN_HOSTS or ~/.ssh/known_hosts"
 	}
 }
 

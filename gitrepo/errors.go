@@ -19,7 +19,7 @@ import (
 //   - everything else is the infrastructure's fault: failures talking to the
 //     remote come as a *RemoteError (errors.As), and IsTransient tells those
 //     worth retrying with backoff (network, timeouts, 5xx) from those that need
-//     a person (ErrAuth, ErrRejected, ErrBranchNotFound, a missing repository).
+//     a person (ErrAuth, ErrHostKey, ErrRejected, ErrBranchNotFound, a missing repository).
 var (
 	// ErrNotAncestor: the target branch's tip is not in the source branch's history.
 	ErrNotAncestor = errors.New("target is not an ancestor of source")
@@ -32,6 +32,9 @@ var (
 	ErrBranchNotFound = errors.New("branch not found")
 	// ErrAuth: the server refused the credentials (HTTP 401/403, SSH authentication).
 	ErrAuth = errors.New("authentication failed")
+	// ErrHostKey: an SSH server's host key is not the one known_hosts names
+	// for it (or it has no entry there). Nothing was sent to the server.
+	ErrHostKey = errors.New("SSH host key not trusted")
 	// ErrRejected: the server refused an update for a reason other than a
 	// stale old value, e.g. a pre-receive hook or branch protection.
 	ErrRejected = errors.New("update rejected by remote")
@@ -84,7 +87,7 @@ func (e *RemoteError) Unwrap() []error { return e.kinds }
 // remote that may go away by itself and is worth retrying with backoff:
 // network errors, timeouts, server errors. It is false for nil, for
 // ErrConflict / ErrNotAncestor / ErrStale (not infrastructure), for context
-// cancellation (shutdown), and for failures that need a person: ErrAuth,
+// cancellation (shutdown), and for failures that need a person: ErrAuth, ErrHostKey,
 // ErrRejected, ErrBranchNotFound, ErrRepositoryNotFound.
 func IsTransient(err error) bool {
 	if err == nil {
@@ -92,7 +95,7 @@ func IsTransient(err error) bool {
 	}
 	for _, permanent := range []error{
 		context.Canceled, ErrConflict, ErrNotAncestor, ErrStale,
-		ErrAuth, ErrRejected, ErrBranchNotFound, ErrRepositoryNotFound,
+		ErrAuth, ErrHostKey, ErrRejected, ErrBranchNotFound, ErrRepositoryNotFound,
 	} {
 		if errors.Is(err, permanent) {
 			return false

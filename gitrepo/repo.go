@@ -18,6 +18,7 @@ import (
 	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 const (
@@ -63,6 +64,8 @@ type Repository struct {
 	caBundle []byte
 	author   Signature
 	scrub    scrubber
+	// hostKeys says where an ssh remote's host key is checked, for errors.
+	hostKeys string
 }
 
 // String names the remote. fmt would otherwise print the unexported
@@ -140,7 +143,12 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 	if author.Email == "" {
 		author.Email = DefaultAuthor.Email
 	}
+	var hostKeys string
+	if ep.Protocol == "ssh" {
+		hostKeys = knownHostsDescription(opts.Credentials)
+	}
 	return &Repository{
+		hostKeys: hostKeys,
 		repo:     repo,
 		st:       st,
 		remote:   remote,
@@ -297,9 +305,23 @@ func (r *Repository) remoteErr(op string, err error) error {
 		kinds = append(kinds, ErrAuth)
 	case errors.Is(err, transport.ErrRepositoryNotFound):
 		kinds = append(kinds, ErrRepositoryNotFound)
+	case isHostKeyError(err):
+		kinds = append(kinds, ErrHostKey)
+		text += " (" + ErrHostKey.Error() + "; " + r.hostKeys + ")"
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		kinds = append(kinds, context.DeadlineExceeded)
 	}
 	return &RemoteError{Op: op, URL: r.url, msg: strings.TrimSpace(r.scrub.scrub(text)), kinds: kinds}
+}
+
+// isHostKeyError reports whether err is an SSH host key check that failed:
+// a key known_hosts does not list for the host, or a host it has no key for.
+func isHostKeyError(err error) bool {
+	var ke *knownhosts.KeyError
+	if errors.As(err, &ke) {
+		return true
+	}
+	text := err.Error()
+	return strings.Contains(text, "knownhosts: key ") || strings.Contains(text, "no common algorithm for host key")
 }

@@ -276,7 +276,9 @@ func (b *backoff) next() time.Duration {
 func (b *backoff) reset() { b.cur = 0 }
 
 // needsPerson reports an infrastructure error that no retry fixes: the Git
-// server refused the credentials or does not have the repository.
+// server refused the credentials, its SSH host key is not trusted, or it
+// does not have the repository.
 func needsPerson(err error) bool {
-	return errors.Is(err, gitrepo.ErrAuth) || errors.Is(err, gitrepo.ErrRepositoryNotFound)
+	return errors.Is(err, gitrepo.ErrAuth) || errors.Is(err, gitrepo.ErrHostKey) ||
+		errors.Is(err, gitrepo.ErrRepositoryNotFound)
 }

@@ -43,8 +43,18 @@ type secretsFixture struct {
 
 func newSecretsFixture(t *testing.T) *secretsFixture {
 	t.Helper()
-	f := &secretsFixture{token: "tok-" + randomHex(t) + "-secret", dir: t.TempDir()}
-	f.srv = gitserver.Start(t, gitserver.Options{Username: gitUser, Password: f.token})
+	token := "tok-" + randomHex(t) + "-secret"
+	f := newRepoFixture(t, gitserver.Options{Username: gitUser, Password: token})
+	f.token = token
+	return f
+}
+
+// newRepoFixture is a Git server started with opts, holding "desired" with
+// one environment whose commit is already passed, and the stand-in cluster.
+func newRepoFixture(t *testing.T, opts gitserver.Options) *secretsFixture {
+	t.Helper()
+	f := &secretsFixture{dir: t.TempDir()}
+	f.srv = gitserver.Start(t, opts)
 	f.srv.CreateRepo(t, "desired")
 	f.work = f.srv.Clone(t, "desired")
 	f.work.Write(t, "environments/staging/kustomization.yaml", "resources:\n  - web.yaml\n")

@@ -1,6 +1,7 @@
 // Package gitserver runs a real Git server for tests: git's own smart-HTTP
 // backend (git http-backend) behind net/http/cgi on a loopback listener, with
 // optional basic auth, server-side hooks and a switch that simulates an outage.
+// StartSSH serves the same repositories over SSH, with public-key auth.
 //
 // It also drives working clones with the git CLI, so a test can act as a team
 // pushing commits while the code under test talks to the same server with go-git.
