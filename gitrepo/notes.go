@@ -351,6 +351,10 @@ func validDurationKey(k string) bool {
 func (r *Repository) ReadNote(commit plumbing.Hash) (Note, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.readNoteLocked(commit)
+}
+
+func (r *Repository) readNoteLocked(commit plumbing.Hash) (Note, bool, error) {
 	tip, err := r.refHash(NotesRef)
 	if err != nil || tip.IsZero() {
 		return Note{}, false, err
@@ -380,6 +384,24 @@ func (r *Repository) ReadNote(commit plumbing.Hash) (Note, bool, error) {
 func (r *Repository) WriteNote(commit plumbing.Hash, n Note) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.writeNoteLocked(commit, n)
+}
+
+// SetRecord sets rec as the record of rec.Gate in commit's note, keeping the
+// records of other gates, in one step: gates that record verdicts on the
+// same commit at the same time never lose each other's records.
+func (r *Repository) SetRecord(commit plumbing.Hash, rec Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, _, err := r.readNoteLocked(commit)
+	if err != nil {
+		return err
+	}
+	n.Set(rec)
+	return r.writeNoteLocked(commit, n)
+}
+
+func (r *Repository) writeNoteLocked(commit plumbing.Hash, n Note) error {
 	tip, err := r.refHash(NotesRef)
 	if err != nil {
 		return err

@@ -62,6 +62,20 @@ func (r *Repository) Queue(source, target string) ([]Commit, error) {
 	return commits, nil
 }
 
+// Log returns the first-parent commits from tip back to, not including,
+// since, oldest first: `git rev-list --first-parent --reverse since..tip`
+// when since is on tip's first-parent chain.
+func (r *Repository) Log(tip, since plumbing.Hash) ([]Commit, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	commits, err := r.firstParentRange(tip, since)
+	if err != nil {
+		return nil, fmt.Errorf("log %s..%s: %w", short(since), short(tip), err)
+	}
+	slices.Reverse(commits)
+	return commits, nil
+}
+
 // firstParentRange returns the first-parent commits from tip (newest first)
 // that are not reachable from since; since may be ZeroHash for "to the root".
 func (r *Repository) firstParentRange(tip, since plumbing.Hash) ([]Commit, error) {

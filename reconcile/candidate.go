@@ -43,19 +43,11 @@ func (r *Runner) verdict(ctx context.Context, q *walk, c gitrepo.Commit) (rec gi
 	return rec, err == nil, err
 }
 
-// record writes rec into c's note and pushes the notes.
+// record writes rec into c's note, keeping other gates' records, and
+// pushes the notes.
 func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) error {
-	note, _, err := r.Repo.ReadNote(c.Hash)
-	if err != nil {
-		return fmt.Errorf("read note of %s: %w", short(c.Hash), err)
-	}
-	note.Set(rec)
-	return r.saveNote(ctx, c.Hash, note)
-}
-
-func (r *Runner) saveNote(ctx context.Context, h plumbing.Hash, note gitrepo.Note) error {
-	if err := r.Repo.WriteNote(h, note); err != nil {
-		return fmt.Errorf("write note of %s: %w", short(h), err)
+	if err := r.Repo.SetRecord(c.Hash, rec); err != nil {
+		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
 	}
 	// PushNotes's errors say "push notes" themselves.
 	return r.Repo.PushNotes(ctx)
@@ -221,6 +213,18 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		if err != nil {
 			return gitrepo.Commit{}, err
 		}
+		// The source may hold a revert of c that this pass has not seen:
+		// pushed by another gate draining at the same time (the fetch that
+		// brought it is shared), or by a person. A second revert would be
+		// an empty commit. One pushed after tip was read makes the push
+		// below stale, and the next round finds it here.
+		if rev, ok, err := r.revertAfter(c, tip); err != nil {
+			return gitrepo.Commit{}, err
+		} else if ok {
+			r.log().Info("commit already reverted", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev.Hash))
+			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Hash))})
+			return rev, nil
+		}
 		head, err := r.Repo.Commit(tip)
 		if err != nil {
 			return gitrepo.Commit{}, err
@@ -245,6 +249,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		if err != nil {
 			return gitrepo.Commit{}, fmt.Errorf("push revert of %s: %w", short(c.Hash), err)
 		}
+		r.pushedSource()
 		crashPoint("revert-pushed")
 		revCommit, err := r.Repo.Commit(rev)
 		if err != nil {
@@ -255,4 +260,15 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		return revCommit, nil
 	}
 	return gitrepo.Commit{}, fmt.Errorf("push revert of %s: %s kept moving (%d attempts)", short(c.Hash), r.Source, attempts)
+}
+
+// revertAfter finds a revert of c among the first-parent commits after c
+// up to tip.
+func (r *Runner) revertAfter(c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Commit, bool, error) {
+	later, err := r.Repo.Log(tip, c.Hash)
+	if err != nil {
+		return gitrepo.Commit{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+	}
+	rev, ok := findReverts(later)[c.Hash]
+	return rev, ok, nil
 }

@@ -350,3 +350,100 @@ func TestBackoffDoublesUpToTheCap(t *testing.T) {
 		t.Errorf("backoff = %v, want %v", got, want)
 	}
 }
+
+// overlapEnv runs candidates through fakeEnv, but first lets each test wait
+// (up to a bound) for a test of another gate to be running, and records the
+// most tests it saw running at once.
+type overlapEnv struct {
+	*fakeEnv
+	mu      sync.Mutex
+	running int
+	most    int
+}
+
+func (o *overlapEnv) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error) {
+	o.mu.Lock()
+	o.running++
+	o.most = max(o.most, o.running)
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.running--
+		o.mu.Unlock()
+	}()
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		o.mu.Lock()
+		together := o.most >= 2
+		o.mu.Unlock()
+		if together {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return o.fakeEnv.Test(ctx, spec, onStep)
+}
+
+// Two gates over the same queue drain at the same time. Both reject b4:
+// it is reverted once, each gate records its own verdicts on every commit
+// (no gate loses the other's), and both targets end at the revert.
+func TestQueueGatesDrainConcurrently(t *testing.T) {
+	f := newQueueFixture(t)
+	f.work.Pull(t)
+	if err := f.work.Push(t, "HEAD:refs/heads/shared-dev"); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.InstallHook(t, "desired", "pre-receive", gitserver.ProtectBranches("main", "staging", "shared-dev"))
+	a3 := f.push("bump A to v3", "env/a.yaml", deployment("a", "v3"))
+	b4 := f.push("bump B to v4", "env/b.yaml", deployment("b", "v4"))
+	a4 := f.push("bump A to v4", "env/a.yaml", deployment("a", "v4"))
+
+	env := &overlapEnv{fakeEnv: f.env}
+	f.runner.Env = env
+	dev := f.runner.Gates[0]
+	dev.Name, dev.Target = "shared-dev", "shared-dev"
+	f.runner.Gates = append(f.runner.Gates, dev)
+	var mu sync.Mutex
+	var reverts []Event
+	f.runner.OnEvent = func(e Event) {
+		if e.Step == "revert" {
+			mu.Lock()
+			reverts = append(reverts, e)
+			mu.Unlock()
+		}
+	}
+	if err := f.runner.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	if env.most < 2 {
+		t.Errorf("at most %d candidates were tested at once, want the two gates' together", env.most)
+	}
+	revert := f.remote("rev-parse", "origin/main")
+	if got := f.remote("log", "--format=%(trailers:key=Sluice-Rejected,valueonly)", "origin/main"); strings.Count(got, b4) != 1 {
+		t.Errorf("b4 was reverted %d times, want once; rejections on main:\n%s", strings.Count(got, b4), got)
+	}
+	if len(reverts) != 2 {
+		t.Errorf("%d revert steps, want one per gate (one pushed, one finding it): %+v", len(reverts), reverts)
+	}
+	for _, gate := range []string{"staging", "shared-dev"} {
+		if got := f.remote("rev-parse", "origin/"+gate); got != revert {
+			t.Errorf("%s = %s, want the revert %s", gate, got, revert)
+		}
+		for sha, want := range map[string]Verdict{a3: Passed, b4: Failed, a4: Passed, revert: Passed} {
+			n, err := gitrepo.DecodeNote([]byte(f.remote("notes", "--ref=sluice", "show", sha)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, ok := n.Get(gate)
+			if !ok || Verdict(rec.Verdict) != want {
+				t.Errorf("%s's record on %s = %+v (found %t), want %s", gate, sha[:7], rec, ok, want)
+			}
+			if sha == b4 && rec.RevertCommit.String() != revert {
+				t.Errorf("%s's record on b4 names revert %s, want %s", gate, rec.RevertCommit, revert)
+			}
+		}
+	}
+	if log := f.srv.ProtectLog(t, "desired"); log != nil {
+		t.Errorf("branch protection refused pushes: %q", log)
+	}
+}

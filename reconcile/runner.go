@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,6 +66,7 @@ type Runner struct {
 	lastTarget map[string]plumbing.Hash // where this process last saw or put each target
 	attempts   map[string]int           // gate/commit -> tests that ended in error
 	steps      map[string]int           // gate -> verdicts, fast-forwards and reverts so far
+	pushes     int                      // pushes to the source branch so far
 }
 
 // attempt counts a test of c by gate that ended in error and returns how
@@ -114,123 +116,143 @@ func (r *Runner) progress(gate string) int {
 }
 
 // RunOnce drains every gate's queue, including the revert commits it
-// writes, and returns. Infrastructure errors are retried with backoff up
-// to each gate's OnceAttempts, counted from the last step the gate took,
-// so that each candidate gets them; a gate that still fails, or stops,
-// makes RunOnce return an error after the other gates ran.
+// writes, and returns. Gates are drained at the same time, each in its own
+// goroutine, so a slow gate does not hold up the others. Infrastructure
+// errors are retried with backoff up to each gate's OnceAttempts, counted
+// from the last step the gate took, so that each candidate gets them; a gate
+// that still fails, or stops, makes RunOnce return an error after the other
+// gates ran.
+//
+// A revert one gate pushes is new source history for the others, which may
+// have drained already: they drain again, until a round pushes nothing.
 func (r *Runner) RunOnce(ctx context.Context) error {
-	var errs []error
-	for i := range r.Gates {
-		g := &r.Gates[i]
-		backoff := newBackoff(g.InitialBackoff, g.MaxBackoff)
-		var last string
-		for attempt := 1; ; attempt++ {
-			before := r.progress(g.Name)
-			err := r.Drain(ctx, g)
-			if attempt > 1 && r.progress(g.Name) != before && err != nil {
-				// It got further before failing again: the last error is
-				// over, and this one is new.
-				if last != "" {
-					r.log().Info("gate recovered", "gate", g.Name, "attempts", attempt)
-				}
-				attempt, last = 1, ""
-				backoff.reset()
-			}
-			if err == nil {
-				if last != "" {
-					r.log().Info("gate recovered", "gate", g.Name, "attempts", attempt)
-				}
-				break
-			}
-			if errors.Is(err, ErrGateStopped) || ctx.Err() != nil {
-				errs = append(errs, err)
-				break
-			}
-			if needsPerson(err) {
-				// Retrying a refused credential or a missing repository
-				// only delays the report; the daemon still retries them.
-				errs = append(errs, fmt.Errorf("gate %s: %w", g.Name, err))
-				break
-			}
-			if msg := err.Error(); msg != last {
-				r.log().Warn("infrastructure error, will retry", "gate", g.Name, "attempt", attempt, "error", msg)
-				last = msg
-			}
-			if attempt >= g.OnceAttempts {
-				errs = append(errs, fmt.Errorf("gate %s: giving up after %d attempts: %w", g.Name, attempt, err))
-				break
-			}
-			if err := sleep(ctx, backoff.next()); err != nil {
-				errs = append(errs, err)
-				break
-			}
+	errs := make([]error, len(r.Gates))
+	active := make([]int, len(r.Gates))
+	for i := range active {
+		active[i] = i
+	}
+	for round := 0; round < maxPasses && len(active) > 0; round++ {
+		before := r.sourcePushes()
+		var wg sync.WaitGroup
+		for _, i := range active {
+			wg.Go(func() { errs[i] = r.drainOnce(ctx, &r.Gates[i]) })
 		}
+		wg.Wait()
+		if r.sourcePushes() == before || ctx.Err() != nil {
+			break
+		}
+		active = slices.DeleteFunc(active, func(i int) bool { return errs[i] != nil })
 	}
 	return errors.Join(errs...)
 }
 
-// Run is the daemon: it drains every gate, then polls every interval,
-// until ctx is done. Infrastructure errors are retried with capped
-// backoff and logged once per change of state; a stopped gate is retried
-// at the poll interval, since a person may have fixed it.
-func (r *Runner) Run(ctx context.Context, interval time.Duration) error {
-	type state struct {
-		backoff *backoff
-		next    time.Time
-		last    string
-	}
-	states := make([]state, len(r.Gates))
-	for i, g := range r.Gates {
-		states[i].backoff = newBackoff(g.InitialBackoff, g.MaxBackoff)
-	}
-	for {
-		wake := time.Now().Add(interval)
-		for i := range r.Gates {
-			g, st := &r.Gates[i], &states[i]
-			if time.Now().Before(st.next) {
-				if st.next.Before(wake) {
-					wake = st.next
-				}
-				continue
+// pushedSource counts a push to the source branch (a revert).
+func (r *Runner) pushedSource() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pushes++
+}
+
+func (r *Runner) sourcePushes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pushes
+}
+
+func (r *Runner) drainOnce(ctx context.Context, g *Gate) error {
+	backoff := newBackoff(g.InitialBackoff, g.MaxBackoff)
+	var last string
+	for attempt := 1; ; attempt++ {
+		before := r.progress(g.Name)
+		err := r.Drain(ctx, g)
+		if attempt > 1 && r.progress(g.Name) != before && err != nil {
+			// It got further before failing again: the last error is
+			// over, and this one is new.
+			if last != "" {
+				r.log().Info("gate recovered", "gate", g.Name, "attempts", attempt)
 			}
-			before := r.progress(g.Name)
-			err := r.Drain(ctx, g)
-			if ctx.Err() != nil {
-				return nil
-			}
-			if err != nil && st.last != "" && r.progress(g.Name) != before {
-				// It got further before failing again: the last error is
-				// over, and this one is new.
-				r.log().Info("gate recovered", "gate", g.Name)
-				st.last = ""
-				st.backoff.reset()
-			}
-			switch {
-			case err == nil:
-				if st.last != "" {
-					r.log().Info("gate recovered", "gate", g.Name)
-				}
-				st.last, st.next = "", time.Time{}
-				st.backoff.reset()
-			case errors.Is(err, ErrGateStopped):
-				if msg := err.Error(); msg != st.last {
-					r.log().Error("gate stopped", "gate", g.Name, "reason", msg)
-					st.last = msg
-				}
-				st.next = time.Now().Add(interval)
-			default:
-				if msg := err.Error(); msg != st.last {
-					r.log().Warn("infrastructure error, will retry", "gate", g.Name, "error", msg)
-					st.last = msg
-				}
-				st.next = time.Now().Add(st.backoff.next())
-				if st.next.Before(wake) {
-					wake = st.next
-				}
-			}
+			attempt, last = 1, ""
+			backoff.reset()
 		}
-		if err := sleep(ctx, time.Until(wake)); err != nil {
+		if err == nil {
+			if last != "" {
+				r.log().Info("gate recovered", "gate", g.Name, "attempts", attempt)
+			}
 			return nil
+		}
+		if errors.Is(err, ErrGateStopped) || ctx.Err() != nil {
+			return err
+		}
+		if needsPerson(err) {
+			// Retrying a refused credential or a missing repository
+			// only delays the report; the daemon still retries them.
+			return fmt.Errorf("gate %s: %w", g.Name, err)
+		}
+		if msg := err.Error(); msg != last {
+			r.log().Warn("infrastructure error, will retry", "gate", g.Name, "attempt", attempt, "error", msg)
+			last = msg
+		}
+		if attempt >= g.OnceAttempts {
+			return fmt.Errorf("gate %s: giving up after %d attempts: %w", g.Name, attempt, err)
+		}
+		if err := sleep(ctx, backoff.next()); err != nil {
+			return err
+		}
+	}
+}
+
+// Run is the daemon: every gate drains its queue in its own goroutine, then
+// polls every interval, until ctx is done. Infrastructure errors are
+// retried with capped backoff and logged once per change of state; a
+// stopped gate is retried at the poll interval, since a person may have
+// fixed it.
+func (r *Runner) Run(ctx context.Context, interval time.Duration) error {
+	var wg sync.WaitGroup
+	for i := range r.Gates {
+		wg.Go(func() { r.runGate(ctx, &r.Gates[i], interval) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *Runner) runGate(ctx context.Context, g *Gate, interval time.Duration) {
+	backoff := newBackoff(g.InitialBackoff, g.MaxBackoff)
+	var last string
+	for {
+		before := r.progress(g.Name)
+		err := r.Drain(ctx, g)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && last != "" && r.progress(g.Name) != before {
+			// It got further before failing again: the last error is
+			// over, and this one is new.
+			r.log().Info("gate recovered", "gate", g.Name)
+			last = ""
+			backoff.reset()
+		}
+		wait := interval
+		switch {
+		case err == nil:
+			if last != "" {
+				r.log().Info("gate recovered", "gate", g.Name)
+			}
+			last = ""
+			backoff.reset()
+		case errors.Is(err, ErrGateStopped):
+			if msg := err.Error(); msg != last {
+				r.log().Error("gate stopped", "gate", g.Name, "reason", msg)
+				last = msg
+			}
+		default:
+			if msg := err.Error(); msg != last {
+				r.log().Warn("infrastructure error, will retry", "gate", g.Name, "error", msg)
+				last = msg
+			}
+			wait = backoff.next()
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return
 		}
 	}
 }

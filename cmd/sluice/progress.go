@@ -17,11 +17,15 @@ type progress struct {
 	mu     sync.Mutex
 	w      io.Writer
 	colour bool
-	last   map[string]plumbing.Hash // gate -> commit of the last header printed
+	// The gate and commit of the last line printed. Gates run at the same
+	// time, so when the lines of another candidate come in between, the
+	// header is printed again.
+	lastGate   string
+	lastCommit plumbing.Hash
 }
 
 func newProgress(w io.Writer, colour bool) *progress {
-	return &progress{w: w, colour: colour, last: map[string]plumbing.Hash{}}
+	return &progress{w: w, colour: colour}
 }
 
 const (
@@ -42,8 +46,8 @@ func (p *progress) paint(code, s string) string {
 func (p *progress) event(e reconcile.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.last[e.Gate] != e.Commit.Hash {
-		p.last[e.Gate] = e.Commit.Hash
+	if p.lastGate != e.Gate || p.lastCommit != e.Commit.Hash {
+		p.lastGate, p.lastCommit = e.Gate, e.Commit.Hash
 		fmt.Fprintf(p.w, "%s %s %s %s %s\n", time.Now().Format("15:04:05"), p.paint(bold, "["+e.Gate+"]"),
 			p.paint(bold, e.Commit.Hash.String()[:7]), quote(e.Commit.Subject), p.paint(dim, "by "+e.Commit.Author.Name))
 	}
