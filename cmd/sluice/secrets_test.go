@@ -92,17 +92,8 @@ current-context: fake
 	return f
 }
 
-// config writes a config file whose credentials are given by creds (YAML
-// lines under credentials:) and returns its path.
-func (f *secretsFixture) config(t *testing.T, creds string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "sluice.yaml")
-	writeFile(t, p, fmt.Sprintf(`repository:
-  url: %s
-  credentials:
-    username: %s
-%s
-gates:
+// stagingGate is the config's gates section for the fixture's repository.
+const stagingGate = `gates:
   - name: staging
     path: environments/staging
     targetBranch: staging
@@ -110,7 +101,14 @@ gates:
       initialBackoff: 10ms
       maxBackoff: 20ms
       onceAttempts: 2
-`, f.srv.RepoURL("desired"), gitUser, creds))
+`
+
+// config writes a config file whose credentials are given by creds (YAML
+// lines under credentials:) and returns its path.
+func (f *secretsFixture) config(t *testing.T, creds string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeFile(t, p, fmt.Sprintf("repository:\n  url: %s\n  credentials:\n    username: %s\n%s\n", f.srv.RepoURL("desired"), gitUser, creds)+stagingGate)
 	return p
 }
 

@@ -14,20 +14,8 @@ import (
 func sshConfig(t *testing.T, sshd *gitserver.SSH, keyFile, knownHosts string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "sluice.yaml")
-	writeFile(t, p, fmt.Sprintf(`repository:
-  url: %s
-  credentials:
-    sshKeyFile: %s
-    knownHostsFile: %s
-gates:
-  - name: staging
-    path: environments/staging
-    targetBranch: staging
-    retry:
-      initialBackoff: 10ms
-      maxBackoff: 20ms
-      onceAttempts: 2
-`, sshd.RepoURL("desired"), keyFile, knownHosts))
+	writeFile(t, p, fmt.Sprintf("repository:\n  url: %s\n  credentials:\n    sshKeyFile: %s\n    knownHostsFile: %s\n",
+		sshd.RepoURL("desired"), keyFile, knownHosts)+stagingGate)
 	return p
 }
 
