@@ -2,6 +2,8 @@ package gitrepo
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -194,6 +196,14 @@ func TestOpenOnDiskCacheIsReused(t *testing.T) {
 	if err := r.Fetch(t.Context(), "main"); err != nil {
 		t.Fatal(err)
 	}
+	// While r holds the cache, nobody else may use it: go-git has no lock
+	// of its own, and two writers would corrupt refs.
+	if _, err := Open(t.Context(), Options{URL: bare, Dir: dir}); !errors.Is(err, ErrCacheInUse) || !strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
+		t.Fatalf("Open of a cache in use error = %v, want ErrCacheInUse naming this process", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// Reopen: the cache keeps the fetched refs and objects.
 	r2, err := Open(t.Context(), Options{URL: bare, Dir: dir})
 	if err != nil {
@@ -206,6 +216,7 @@ func TestOpenOnDiskCacheIsReused(t *testing.T) {
 	if _, err := r2.Commit(tip); err != nil {
 		t.Errorf("Commit(tip) after reopen: %v", err)
 	}
+	r2.Close()
 	// Reopen with another URL: the remote is repointed.
 	other, _, _ := queueRemote(t)
 	r3, err := Open(t.Context(), Options{URL: "file://" + other, Dir: dir})

@@ -66,6 +66,20 @@ type Repository struct {
 	scrub    scrubber
 	// hostKeys says where an ssh remote's host key is checked, for errors.
 	hostKeys string
+	lock     *os.File // held on the cache directory; nil in memory
+}
+
+// Close releases the cache directory for other processes. The Repository
+// must not be used after.
+func (r *Repository) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lock == nil {
+		return nil
+	}
+	err := r.lock.Close()
+	r.lock = nil
+	return err
 }
 
 // String names the remote. fmt would otherwise print the unexported
@@ -98,14 +112,25 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 	}
 
 	var st storage.Storer
+	var lock *os.File
 	if opts.Dir == "" {
 		st = memory.NewStorage()
 	} else {
 		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("open repository cache: %w", err)
 		}
+		// go-git keeps no lock of its own across processes.
+		if lock, err = lockDir(opts.Dir); err != nil {
+			return nil, err
+		}
 		st = filesystem.NewStorage(osfs.New(opts.Dir), cache.NewObjectLRUDefault())
 	}
+	ok := false
+	defer func() {
+		if !ok && lock != nil {
+			lock.Close()
+		}
+	}()
 	repo, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		repo, err = git.Init(st, nil)
@@ -147,7 +172,9 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 	if ep.Protocol == "ssh" {
 		hostKeys = knownHostsDescription(opts.Credentials)
 	}
+	ok = true
 	return &Repository{
+		lock:     lock,
 		hostKeys: hostKeys,
 		repo:     repo,
 		st:       st,

@@ -54,6 +54,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	defer repo.Close()
 	runner := &reconcile.Runner{
 		Repo:   repo,
 		Source: cfg.Repository.SourceBranch,
@@ -127,9 +128,10 @@ func loadKubeconfig(explicit string) (*rest.Config, string, error) {
 	return nil, "", fmt.Errorf("kubeconfig: %w", err)
 }
 
-// openRepo opens the configured repository. Only the daemon uses the cache
-// directory: go-git keeps no lock across processes, so `status` next to a
-// running daemon reads into memory instead of sharing its clone.
+// openRepo opens the configured repository. Only `run` uses the cache
+// directory, and holds its lock while it runs (a second `run` on the same
+// cache fails at once); `status` reads into memory, so it works next to a
+// running daemon.
 func openRepo(ctx context.Context, cfg *config.Config, useCache bool) (*gitrepo.Repository, error) {
 	creds, err := cfg.Repository.Credentials.Resolve()
 	if err != nil {
