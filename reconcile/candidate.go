@@ -53,6 +53,24 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 	return r.Repo.PushNotes(ctx)
 }
 
+// recordError puts an error verdict in c's note, so that `sluice status`
+// and `git log --notes=sluice` show why the commit is waiting. It is written
+// once per change of reason, not at every retry, and is replaced by the
+// verdict of a later attempt; an error record is never final. Failing to
+// write it (Git may be what is down) is only logged.
+func (r *Runner) recordError(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) {
+	note, _, err := r.Repo.ReadNote(c.Hash)
+	if err == nil {
+		if old, ok := note.Get(rec.Gate); ok && old.Verdict == string(Error) && old.Reason == rec.Reason {
+			return
+		}
+		err = r.record(ctx, c, rec)
+	}
+	if err != nil {
+		r.log().Debug("error verdict not recorded", "gate", rec.Gate, "commit", short(c.Hash), "error", err)
+	}
+}
+
 // reasonFromRevert recovers the reason from the body of a revert commit
 // written by RevertMessage: the indented lines after "rejected it:".
 func reasonFromRevert(msg string) string {
@@ -150,8 +168,11 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 		if IsFault(err) {
 			return finish(Failed, err.Error())
 		}
-		r.attempt(g.Name, c.Hash, true)
+		rec.Attempts = r.attempt(g.Name, c.Hash, true)
 		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Error, Detail: err.Error()})
+		rec.Verdict, rec.Reason = string(Error), err.Error()
+		rec.Durations[StepTotal] = time.Since(started).Round(time.Millisecond)
+		r.recordError(ctx, c, rec)
 		return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
 	}
 	return finish(Passed, "")

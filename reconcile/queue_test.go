@@ -239,6 +239,27 @@ func TestQueueInfrastructureErrorIsRetriedNeverReverted(t *testing.T) {
 	if got := f.remote("rev-parse", "origin/main"); got != a4 {
 		t.Errorf("main moved to %s", got)
 	}
+	// The note says why a4 waits, written once for the five attempts with
+	// the same reason, not once per attempt.
+	rec := f.record(a4)
+	if Verdict(rec.Verdict) != Error || !strings.Contains(rec.Reason, "API server unreachable") || rec.Attempts != 1 {
+		t.Errorf("a4's record = %s (attempt %d): %q, want error naming the unreachable API server, from attempt 1", rec.Verdict, rec.Attempts, rec.Reason)
+	}
+	if n := strings.Count(f.remote("log", "--format=%s", "refs/notes/sluice"), a4); n != 1 {
+		t.Errorf("a4's note was written %d times during the outage, want once", n)
+	}
+	// When the cluster is back, the next run tests a4 again and its verdict
+	// replaces the error.
+	f.env.outages = 0
+	if err := f.runner.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rec := f.record(a4); Verdict(rec.Verdict) != Passed {
+		t.Errorf("a4's record after the outage = %s, want passed", rec.Verdict)
+	}
+	if got := f.remote("rev-parse", "origin/staging"); got != a4 {
+		t.Errorf("staging = %s, want a4 after the outage", got)
+	}
 }
 
 func TestQueueStopsWhenTargetMovedOutsideSluice(t *testing.T) {

@@ -207,7 +207,7 @@ func printCommit(w io.Writer, p *progress, c commitStatus) {
 	}
 	fmt.Fprintf(w, "    %s  %-40s %-14s %-*s %7s  %s\n", short7(c.SHA), clip(c.Subject, 40), clip(c.Author, 14),
 		8+len(verdict)-visible(verdict), verdict, c.Duration, extra)
-	if c.Verdict == "failed" && c.Reason != "" {
+	if (c.Verdict == "failed" || c.Verdict == "error") && c.Reason != "" {
 		for _, l := range strings.Split(firstN(c.Reason, 4), "\n") {
 			fmt.Fprintf(w, "             %s\n", p.paint(dim, l))
 		}
