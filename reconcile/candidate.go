@@ -170,9 +170,13 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 		}
 		rec.Attempts = r.attempt(g.Name, c.Hash, true)
 		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Error, Detail: err.Error()})
-		rec.Verdict, rec.Reason = string(Error), err.Error()
-		rec.Durations[StepTotal] = time.Since(started).Round(time.Millisecond)
-		r.recordError(ctx, c, rec)
+		if !errors.Is(err, ErrGateStopped) && ctx.Err() == nil {
+			// A stopped gate writes nothing (a person must look first),
+			// and a shutdown is nobody's error.
+			rec.Verdict, rec.Reason = string(Error), err.Error()
+			rec.Durations[StepTotal] = time.Since(started).Round(time.Millisecond)
+			r.recordError(ctx, c, rec)
+		}
 		return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
 	}
 	return finish(Passed, "")

@@ -392,7 +392,7 @@ func (o *overlapEnv) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (
 		o.running--
 		o.mu.Unlock()
 	}()
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		o.mu.Lock()
 		together := o.most >= 2
 		o.mu.Unlock()
