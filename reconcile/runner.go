@@ -60,6 +60,11 @@ type Runner struct {
 	Log    *slog.Logger
 	// OnEvent, if set, is called for every step (progress lines).
 	OnEvent func(Event)
+	// OnDrain, if set, is called after every drain of a gate with its
+	// result: nil, an error matching ErrGateStopped, or an infrastructure
+	// error that will be retried. Gates drain concurrently, so it must be
+	// safe for concurrent use.
+	OnDrain func(gate string, err error)
 	Render  manifests.RenderOptions
 
 	mu         sync.Mutex
@@ -164,7 +169,7 @@ func (r *Runner) drainOnce(ctx context.Context, g *Gate) error {
 	var last string
 	for attempt := 1; ; attempt++ {
 		before := r.progress(g.Name)
-		err := r.Drain(ctx, g)
+		err := r.drain(ctx, g)
 		if attempt > 1 && r.progress(g.Name) != before && err != nil {
 			// It got further before failing again: the last error is
 			// over, and this one is new.
@@ -220,7 +225,7 @@ func (r *Runner) runGate(ctx context.Context, g *Gate, interval time.Duration) {
 	var last string
 	for {
 		before := r.progress(g.Name)
-		err := r.Drain(ctx, g)
+		err := r.drain(ctx, g)
 		if ctx.Err() != nil {
 			return
 		}
@@ -255,6 +260,15 @@ func (r *Runner) runGate(ctx context.Context, g *Gate, interval time.Duration) {
 			return
 		}
 	}
+}
+
+// drain is Drain, reported to OnDrain unless ctx ended it.
+func (r *Runner) drain(ctx context.Context, g *Gate) error {
+	err := r.Drain(ctx, g)
+	if r.OnDrain != nil && ctx.Err() == nil {
+		r.OnDrain(g.Name, err)
+	}
+	return err
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

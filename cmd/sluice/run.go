@@ -31,6 +31,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	progress := fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	listen := fs.String("listen", "", "serve /healthz, /readyz and /metrics (Prometheus) on this `address`, e.g. :8080")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -66,8 +67,35 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return usageError{err}
 	}
+	var onEvent []func(reconcile.Event)
 	if show {
-		runner.OnEvent = newProgress(stdout, isTerminal(stdout)).event
+		onEvent = append(onEvent, newProgress(stdout, isTerminal(stdout)).event)
+	}
+	if *listen != "" {
+		names := make([]string, len(runner.Gates))
+		for i, g := range runner.Gates {
+			names[i] = g.Name
+		}
+		m := newMonitor(names)
+		serveCtx, stopServing := context.WithCancel(ctx)
+		wait, err := serveMonitor(serveCtx, *listen, m, log)
+		if err != nil {
+			stopServing()
+			return err
+		}
+		defer func() {
+			stopServing()
+			wait()
+		}()
+		onEvent = append(onEvent, m.event)
+		runner.OnDrain = m.drained
+	}
+	if len(onEvent) > 0 {
+		runner.OnEvent = func(e reconcile.Event) {
+			for _, f := range onEvent {
+				f(e)
+			}
+		}
 	}
 	log.Info("sluice starting", "version", version, "config", cfg.File(), "gates", len(cfg.Gates), "once", *once)
 	if *once {

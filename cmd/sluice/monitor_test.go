@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gitops/sluice/reconcile"
+	"github.com/sluice-gitops/sluice/test/gitserver"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func TestMonitorReadinessFollowsTheGates(t *testing.T) {
+	m := newMonitor([]string{"shared-dev", "staging"})
+	h := m.handler()
+	if code, _ := get(t, h, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200", code)
+	}
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not drained yet") {
+		t.Errorf("/readyz before any drain = %d %q, want 503 saying not drained yet", code, body)
+	}
+	m.drained("shared-dev", nil)
+	m.drained("staging", nil)
+	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after both drained = %d, want 200", code)
+	}
+	m.drained("staging", &reconcile.StoppedError{Gate: "staging", Reason: "target branch staging was moved outside Sluice\nsecond line"})
+	code, body := get(t, h, "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "gate staging: stopped: ") || strings.Contains(body, "second line") || strings.Contains(body, "shared-dev") {
+		t.Errorf("/readyz with staging stopped = %d %q, want 503 naming only staging, one line", code, body)
+	}
+	m.drained("staging", errors.New("fetch: connection refused"))
+	if _, body := get(t, h, "/readyz"); !strings.Contains(body, "gate staging: retrying: fetch: connection refused") {
+		t.Errorf("/readyz with staging retrying = %q", body)
+	}
+	if _, body := get(t, h, "/metrics"); !strings.Contains(body, `sluice_gate_up{gate="shared-dev"} 1`) || !strings.Contains(body, `sluice_gate_up{gate="staging"} 0`) {
+		t.Errorf("/metrics gate_up:\n%s", grepLines(body, "sluice_gate_up"))
+	}
+}
+
+// TestRunServesHealthAndMetrics: the daemon with --listen reports its
+// verdicts, reverts and fast-forwards as Prometheus metrics, and /readyz
+// turns 503 when a person moves the target branch and the gate stops.
+func TestRunServesHealthAndMetrics(t *testing.T) {
+	f := newRepoFixture(t, gitserver.Options{})
+	f.work.Write(t, "environments/staging/kustomization.yaml", "resources:\n  - web.yaml\n  - missing.yaml\n")
+	f.work.Commit(t, "add a resource that is not there")
+	if err := f.work.Push(t, "HEAD:refs/heads/main"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeFile(t, cfg, fmt.Sprintf("repository:\n  url: %s\npollInterval: 200ms\n", f.srv.RepoURL("desired"))+stagingGate)
+	addr := freeAddr(t)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"run", "--config", cfg, "--kubeconfig", f.kubeconfig, "--listen", addr}, io.Discard, io.Discard)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("the daemon exited %d", code)
+		}
+	}()
+
+	base := "http://" + addr
+	waitFor(t, base+"/metrics", func(code int, body string) bool {
+		return strings.Contains(body, `sluice_verdicts_total{gate="staging",verdict="failed"} 1`) &&
+			strings.Contains(body, `sluice_reverts_total{gate="staging"} 1`) &&
+			strings.Contains(body, `sluice_fast_forwards_total{gate="staging"} 1`) &&
+			strings.Contains(body, `sluice_gate_up{gate="staging"} 1`)
+	})
+	waitFor(t, base+"/readyz", func(code int, body string) bool { return code == http.StatusOK })
+	if code, _ := httpGet(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+
+	// A person moves staging: the gate stops, and readiness says so.
+	f.work.Pull(t)
+	f.work.Git(t, "push", "-q", "origin", "HEAD~1:refs/heads/staging", "--force")
+	waitFor(t, base+"/readyz", func(code int, body string) bool {
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "gate staging: stopped: ")
+	})
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitFor polls url until ok says yes, for at most a minute.
+func waitFor(t *testing.T, url string, ok func(code int, body string) bool) {
+	t.Helper()
+	var code int
+	var body string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, body = httpGet(t, url); ok(code, body) {
+			return
+		}
+	}
+	t.Fatalf("%s never got there; last answer %d:\n%s", url, code, grepLines(body, "sluice_"))
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, substr) {
+			out = append(out, strings.TrimRight(line, "\n"))
+		}
+	}
+	return strings.Join(out, "\n")
+}
