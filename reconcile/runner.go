@@ -72,6 +72,7 @@ type Runner struct {
 	attempts   map[string]int           // gate/commit -> tests that ended in error
 	steps      map[string]int           // gate -> verdicts, fast-forwards and reverts so far
 	pushes     int                      // pushes to the source branch so far
+	wakers     map[string]chan struct{} // gate -> its wake-up, while Run runs
 }
 
 // attempt counts a test of c by gate that ended in error and returns how
@@ -214,13 +215,39 @@ func (r *Runner) drainOnce(ctx context.Context, g *Gate) error {
 func (r *Runner) Run(ctx context.Context, interval time.Duration) error {
 	var wg sync.WaitGroup
 	for i := range r.Gates {
-		wg.Go(func() { r.runGate(ctx, &r.Gates[i], interval) })
+		wake := r.waker(r.Gates[i].Name)
+		wg.Go(func() { r.runGate(ctx, &r.Gates[i], interval, wake) })
 	}
 	wg.Wait()
 	return nil
 }
 
-func (r *Runner) runGate(ctx context.Context, g *Gate, interval time.Duration) {
+// Wake makes every gate of a running daemon drain now instead of at its
+// next poll or backoff, e.g. when a forge's webhook says main moved. Wakes
+// that come while a gate drains are folded into one more drain after it.
+func (r *Runner) Wake() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ch := range r.wakers {
+		select {
+		case ch <- struct{}{}:
+		default: // already due
+		}
+	}
+}
+
+func (r *Runner) waker(gate string) chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.wakers == nil {
+		r.wakers = map[string]chan struct{}{}
+	}
+	ch := make(chan struct{}, 1)
+	r.wakers[gate] = ch
+	return ch
+}
+
+func (r *Runner) runGate(ctx context.Context, g *Gate, interval time.Duration, wake <-chan struct{}) {
 	backoff := newBackoff(g.InitialBackoff, g.MaxBackoff)
 	var last string
 	for {
@@ -256,8 +283,14 @@ func (r *Runner) runGate(ctx context.Context, g *Gate, interval time.Duration) {
 			}
 			wait = backoff.next()
 		}
-		if err := sleep(ctx, wait); err != nil {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-wake:
+			t.Stop()
+		case <-t.C:
 		}
 	}
 }

@@ -20,9 +20,13 @@ import (
 )
 
 // monitor is what `run --listen` serves: /healthz (the process is up),
-// /readyz (every gate drained at least once and its last drain succeeded)
-// and /metrics (Prometheus).
+// /readyz (every gate drained at least once and its last drain succeeded),
+// /metrics (Prometheus) and POST /trigger (drain now: a forge's push
+// webhook points here).
 type monitor struct {
+	// wake makes every gate drain now; nil in --once, which drains anyway.
+	wake func()
+
 	reg          *prometheus.Registry
 	verdicts     *prometheus.CounterVec
 	durations    *prometheus.HistogramVec
@@ -134,6 +138,17 @@ func (m *monitor) handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("POST /trigger", func(w http.ResponseWriter, _ *http.Request) {
+		// The request carries nothing Sluice trusts: it only moves the next
+		// fetch earlier, so a webhook needs no secret here.
+		if m.wake == nil {
+			http.Error(w, "not running as a daemon", http.StatusConflict)
+			return
+		}
+		m.wake()
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintln(w, "draining every gate now")
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 	return mux
 }
@@ -159,7 +174,7 @@ func serveMonitor(ctx context.Context, addr string, m *monitor, log *slog.Logger
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	log.Info("serving /healthz, /readyz and /metrics", "addr", ln.Addr().String())
+	log.Info("serving /healthz, /readyz, /metrics and POST /trigger", "addr", ln.Addr().String())
 	return func() { <-done }, nil
 }
 

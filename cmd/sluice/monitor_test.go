@@ -141,3 +141,65 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestTriggerWakesOnlyADaemon(t *testing.T) {
+	m := newMonitor([]string{"staging"})
+	post := func() int {
+		rec := httptest.NewRecorder()
+		m.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/trigger", strings.NewReader(`{"ref":"refs/heads/main"}`)))
+		return rec.Code
+	}
+	if code := post(); code != http.StatusConflict {
+		t.Errorf("POST /trigger without a daemon = %d, want 409", code)
+	}
+	woken := 0
+	m.wake = func() { woken++ }
+	if code := post(); code != http.StatusAccepted || woken != 1 {
+		t.Errorf("POST /trigger = %d and %d wakes, want 202 and 1", code, woken)
+	}
+	if code, _ := get(t, m.handler(), "/trigger"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /trigger = %d, want 405", code)
+	}
+}
+
+// TestTriggerDrainsNow: with a poll interval of an hour, a push is picked
+// up at once when the forge's webhook posts to /trigger.
+func TestTriggerDrainsNow(t *testing.T) {
+	f := newRepoFixture(t, gitserver.Options{})
+	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeFile(t, cfg, fmt.Sprintf("repository:\n  url: %s\npollInterval: 1h\n", f.srv.RepoURL("desired"))+stagingGate)
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"run", "--config", cfg, "--kubeconfig", f.kubeconfig, "--listen", addr}, io.Discard, io.Discard)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("the daemon exited %d", code)
+		}
+	}()
+	base := "http://" + addr
+	waitFor(t, base+"/readyz", func(code int, body string) bool { return code == http.StatusOK })
+
+	f.work.Write(t, "README.md", "docs only\n")
+	sha := f.work.Commit(t, "docs")
+	if err := f.work.Push(t, "HEAD:refs/heads/main"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/trigger", "application/json", strings.NewReader(`{"ref":"refs/heads/main"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /trigger = %d", resp.StatusCode)
+	}
+	waitFor(t, base+"/metrics", func(code int, body string) bool {
+		return strings.Contains(body, `sluice_fast_forwards_total{gate="staging"} 1`)
+	})
+	if got := f.work.Git(t, "ls-remote", "origin", "refs/heads/staging"); !strings.HasPrefix(got, sha) {
+		t.Errorf("staging on the server = %q, want %s", got, sha)
+	}
+}

@@ -31,7 +31,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	progress := fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
-	listen := fs.String("listen", "", "serve /healthz, /readyz and /metrics (Prometheus) on this `address`, e.g. :8080")
+	listen := fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -89,6 +89,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}()
 		onEvent = append(onEvent, m.event)
 		runner.OnDrain = m.drained
+		if !*once {
+			m.wake = runner.Wake
+		}
 	}
 	if len(onEvent) > 0 {
 		runner.OnEvent = func(e reconcile.Event) {
