@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,17 +21,7 @@ func TestSecondRunOnTheSameCacheIsRefused(t *testing.T) {
 	writeFile(t, cfg, fmt.Sprintf("repository:\n  url: %s\n  cacheDir: cache\npollInterval: 1h\n", f.srv.RepoURL("desired"))+stagingGate)
 	lock := filepath.Join(filepath.Dir(cfg), "cache", "sluice.lock")
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"run", "--config", cfg, "--kubeconfig", f.kubeconfig}, &strings.Builder{}, &strings.Builder{})
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("the daemon exited %d", code)
-		}
-	}()
+	startDaemon(t, "--config", cfg, "--kubeconfig", f.kubeconfig)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if b, err := os.ReadFile(lock); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
 			break

@@ -66,17 +66,7 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 	writeFile(t, cfg, fmt.Sprintf("repository:\n  url: %s\npollInterval: 200ms\n", f.srv.RepoURL("desired"))+stagingGate)
 	addr := freeAddr(t)
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"run", "--config", cfg, "--kubeconfig", f.kubeconfig, "--listen", addr}, io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("the daemon exited %d", code)
-		}
-	}()
+	startDaemon(t, "--config", cfg, "--kubeconfig", f.kubeconfig, "--listen", addr)
 
 	base := "http://" + addr
 	waitFor(t, base+"/metrics", func(code int, body string) bool {
@@ -95,6 +85,23 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 	f.work.Git(t, "push", "-q", "origin", "HEAD~1:refs/heads/staging", "--force")
 	waitFor(t, base+"/readyz", func(code int, body string) bool {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "gate staging: stopped: ")
+	})
+}
+
+// startDaemon runs `sluice run` with args in-process until the test ends,
+// then checks that it stopped cleanly.
+func startDaemon(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, append([]string{"run"}, args...), io.Discard, io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("the daemon exited %d", code)
+		}
 	})
 }
 
@@ -169,17 +176,7 @@ func TestTriggerDrainsNow(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeFile(t, cfg, fmt.Sprintf("repository:\n  url: %s\npollInterval: 1h\n", f.srv.RepoURL("desired"))+stagingGate)
 	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"run", "--config", cfg, "--kubeconfig", f.kubeconfig, "--listen", addr}, io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("the daemon exited %d", code)
-		}
-	}()
+	startDaemon(t, "--config", cfg, "--kubeconfig", f.kubeconfig, "--listen", addr)
 	base := "http://" + addr
 	waitFor(t, base+"/readyz", func(code int, body string) bool { return code == http.StatusOK })
 
