@@ -1,0 +1,27 @@
+package config
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// The configs people copy from examples/ must load as they are.
+func TestExampleConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "sluice.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no examples/*/sluice.yaml found")
+	}
+	for _, f := range files {
+		cfg, err := Load(f)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		if len(cfg.Gates) == 0 {
+			t.Errorf("%s: no gates", f)
+		}
+	}
+}
