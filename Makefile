@@ -16,7 +16,7 @@ TOOLS      := $(KUBE_TOOLS) $(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl
 # Test binaries find the tools here (see test/cluster).
 export SLUICE_TOOLS_DIR := $(BIN)
 
-.PHONY: all build tools test vet fuzz demo demo-down clean
+.PHONY: all build tools test vet fuzz demo demo-down bench clean
 
 all: build
 
@@ -77,6 +77,14 @@ demo: tools build
 
 demo-down:
 	@bash test/demo/demo.sh down
+
+# Throughput at a platform team's scale, on the test control plane and a
+# Git server on loopback (test/bench): the makespan of each gating strategy
+# side by side, Sluice's overhead per candidate and peak RSS, and a
+# hand-written kubectl loop over the same queue. Not part of `make test`.
+BENCH_FLAGS ?= -services 100 -commits 50 -broken 2 -test 10s
+bench: tools build
+	$(GO) run ./test/bench -sluice $(BIN)/sluice -tools $(BIN) $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)
