@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -124,13 +125,11 @@ func (f *treeFS) dir(h plumbing.Hash, p string) (*dirIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTree(t, p); err != nil {
+	byName, err := checkTree(t, p)
+	if err != nil {
 		return nil, err
 	}
-	d = &dirIndex{entries: t.Entries, byName: make(map[string]int, len(t.Entries))}
-	for i, e := range t.Entries {
-		d.byName[e.Name] = i
-	}
+	d = &dirIndex{entries: t.Entries, byName: byName}
 	f.mu.Lock()
 	f.dirs[h] = d
 	f.mu.Unlock()
@@ -193,15 +192,15 @@ func (f *treeFS) blobSize(h plumbing.Hash) (int64, error) {
 // checkTree refuses what git fsck refuses or warns about in one tree
 // object (fsck.c, fsck_tree), as receive.fsckObjects would: Sluice must
 // not read a name one way where a checkout reads it another way, or
-// refuses it. p is the tree's path.
-func checkTree(t *object.Tree, p string) error {
+// refuses it. p is the tree's path. It returns the index of each name.
+func checkTree(t *object.Tree, p string) (map[string]int, error) {
 	at := func(name string) string {
 		if p == "." {
 			return name
 		}
 		return p + "/" + name
 	}
-	seen := make(map[string]struct{}, len(t.Entries))
+	seen := make(map[string]int, len(t.Entries))
 	prev := ""
 	for i, e := range t.Entries {
 		name := e.Name
@@ -210,31 +209,31 @@ func checkTree(t *object.Tree, p string) error {
 		}
 		switch {
 		case name == "":
-			return &TreeError{Path: p, Reason: "has an entry with an empty name"}
+			return nil, &TreeError{Path: p, Reason: "has an entry with an empty name"}
 		case strings.Contains(name, "/"):
-			return fail("is a tree entry whose name contains a slash")
+			return nil, fail("is a tree entry whose name contains a slash")
 		case name == "." || name == "..":
-			return fail("is a tree entry named %q", name)
+			return nil, fail("is a tree entry named %q", name)
 		case isDotGit(name):
-			return fail("is a tree entry named like .git (%q), which git refuses to check out", name)
+			return nil, fail("is a tree entry named like .git (%q), which git refuses to check out", name)
 		}
 		if e.Mode == filemode.Symlink && isDotGitmodules(name) {
-			return fail("is a symbolic link; git refuses a .gitmodules that is not a file")
+			return nil, fail("is a symbolic link; git refuses a .gitmodules that is not a file")
 		}
 		if _, dup := seen[name]; dup {
-			return fail("appears twice in its tree; a checkout would keep only one of them")
+			return nil, fail("appears twice in its tree; a checkout would keep only one of them")
 		}
-		seen[name] = struct{}{}
+		seen[name] = i
 		key := name
 		if e.Mode == filemode.Dir {
 			key += "/"
 		}
 		if i > 0 && prev >= key {
-			return fail("is out of git's order in its tree")
+			return nil, fail("is out of git's order in its tree")
 		}
 		prev = key
 	}
-	return nil
+	return seen, nil
 }
 
 // isDotGit reports whether a checkout on some file system would take name
@@ -248,17 +247,23 @@ func isDotGit(name string) bool { return isDotName(name, ".git", "git~1") }
 func isDotGitmodules(name string) bool { return isDotName(name, ".gitmodules", "gitmod~1") }
 
 func isDotName(name, dot, short string) bool {
-	n := strings.ToLower(strings.Map(func(r rune) rune {
-		if hfsIgnorable(r) {
-			return -1
+	n := name
+	for i := 0; i < len(n); i++ {
+		if n[i] >= utf8.RuneSelf { // only then can there be code points HFS+ ignores
+			n = strings.Map(func(r rune) rune {
+				if hfsIgnorable(r) {
+					return -1
+				}
+				return r
+			}, n)
+			break
 		}
-		return r
-	}, name))
+	}
 	if i := strings.IndexByte(n, ':'); i >= 0 {
 		n = n[:i]
 	}
 	n = strings.TrimRight(n, " .")
-	return n == dot || n == short
+	return strings.EqualFold(n, dot) || strings.EqualFold(n, short)
 }
 
 // hfsIgnorable are the code points HFS+ drops when it compares names (git's
