@@ -2,6 +2,7 @@ package gitrepo
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -130,6 +131,10 @@ func (r *Repository) revertLocked(commit, onto plumbing.Hash) (plumbing.Hash, er
 	for _, ch := range changes {
 		p := path.Join(append(slices.Clone(ch.dir), ch.name)...)
 		o, err := findEntries(r.st, ours, ch.dir, ch.name)
+		if errors.Is(err, object.ErrMalformedTree) {
+			conflicts = append(conflicts, p) // a later tree on the way does not parse
+			continue
+		}
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
@@ -215,12 +220,14 @@ func (r *Repository) diffTrees(a, b *object.Tree, dir []string) ([]change, error
 		// A directory on at least one side: compare what is in it, and
 		// the file it replaces or that replaces it as one change.
 		sub := append(slices.Clone(dir), name)
-		var ta, tb *object.Tree
-		var err error
-		if ta, err = r.subtree(ea); err != nil {
-			return nil, err
+		ta, errA := r.subtree(ea)
+		tb, errB := r.subtree(eb)
+		if errors.Is(errA, object.ErrMalformedTree) || errors.Is(errB, object.ErrMalformedTree) {
+			// A tree that does not parse is changed as a whole.
+			out = append(out, change{dir: dir, name: name, from: ea, to: eb})
+			continue
 		}
-		if tb, err = r.subtree(eb); err != nil {
+		if err := cmp.Or(errA, errB); err != nil {
 			return nil, err
 		}
 		fa, fb := nonDir(ea), nonDir(eb)

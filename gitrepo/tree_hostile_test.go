@@ -10,6 +10,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/google/go-cmp/cmp"
 )
 
 // rawEntry is a tree entry written byte for byte, however wrong.
@@ -195,4 +196,69 @@ func TestTreeFSBlobLimits(t *testing.T) {
 	if b, err := fs.ReadFile(fsys, "env/small.yaml"); err != nil || string(b) != "a: 1\n" {
 		t.Errorf("ReadFile(env/small.yaml) = %q, %v", b, err)
 	}
+}
+
+// TestRevertTakesHostileTreesOut: reverting a commit that added a tree git
+// fsck refuses, under a later commit that changed a file beside it, takes
+// the tree out again and leaves the later change; the result reads cleanly.
+// go-git's own tree diff fails on some of these ("directory not found"),
+// which made the revert an error retried forever.
+func TestRevertTakesHostileTreesOut(t *testing.T) {
+	r := memRepo(t)
+	r.mu.Lock()
+	blob, _ := writeBlob(r.st, []byte("a: 1\n"))
+	r.mu.Unlock()
+	sub := mkTree(t, r, files{"c.yaml": "a: 1\n"})
+	before := files{"env/good.yaml": "a: 1\n", "other/x.yaml": "x: 1\n"}
+	parent := mkCommit(t, r, plumbing.ZeroHash, "parent", before)
+
+	for _, tc := range hostileTrees(blob, sub) {
+		t.Run(tc.name, func(t *testing.T) {
+			pc, err := r.Commit(parent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := writeRawTree(t, r, tc.entries)
+			r.mu.Lock()
+			bad, _, err := r.updateTree(pc.Tree, map[string]*object.TreeEntry{"env/bad": {Mode: filemode.Dir, Hash: raw}})
+			r.mu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := r.CommitTree(bad, parent, "hostile")
+			if err != nil {
+				t.Fatal(err)
+			}
+			later := mkTreeOn(t, r, bad, files{"env/good.yaml": "a: 2\n"})
+
+			tree, err := r.Revert(c, later)
+			if err != nil {
+				t.Fatalf("Revert() error = %v", err)
+			}
+			want := merged(before, files{"env/good.yaml": "a: 2\n"})
+			if diff := cmp.Diff(want, treeFiles(t, r, tree)); diff != "" {
+				t.Errorf("reverted tree (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// mkTreeOn writes tree with the files in fs set.
+func mkTreeOn(t *testing.T, r *Repository, tree plumbing.Hash, fs files) plumbing.Hash {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	updates := map[string]*object.TreeEntry{}
+	for p, content := range fs {
+		h, err := writeBlob(r.st, []byte(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		updates[p] = &object.TreeEntry{Mode: filemode.Regular, Hash: h}
+	}
+	out, _, err := r.updateTree(tree, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
