@@ -13,7 +13,7 @@
 //	Fetch(source, target)      remote branches and notes into the cache
 //	Queue(source, target)      first-parent commits after the target, oldest first
 //	Revert(pending, tree(C))   the candidate: C's tree without rejected commits
-//	TreeFS(candidate)          an io/fs view to render from
+//	TreeFS(candidate, opts)    an io/fs view to render from
 //	WriteNote, PushNotes       the verdict, one record per gate
 //	Push(target, old, C)       fast-forward when C passed, or else
 //	CommitTree(Revert(C, tree(tip)), tip, RevertMessage(C, ...)), Push(source, tip, revert)

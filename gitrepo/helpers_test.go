@@ -256,7 +256,7 @@ func mkCommit(t testing.TB, r *Repository, parent plumbing.Hash, msg string, fs 
 // treeFiles reads a tree back as files, through TreeFS.
 func treeFiles(t testing.TB, r *Repository, tree plumbing.Hash) files {
 	t.Helper()
-	fsys, err := r.TreeFS(tree)
+	fsys, err := r.TreeFS(tree, TreeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

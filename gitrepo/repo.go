@@ -42,6 +42,8 @@ type Options struct {
 	Author Signature
 	// CABundle is extra PEM CA certificates for an https remote.
 	CABundle []byte
+	// Revert bounds the line merges of Revert; zero fields take defaults.
+	Revert RevertOptions
 }
 
 // Signature is a commit author.
@@ -67,6 +69,7 @@ type Repository struct {
 	// hostKeys says where an ssh remote's host key is checked, for errors.
 	hostKeys string
 	lock     *os.File // held on the cache directory; nil in memory
+	revert   RevertOptions
 }
 
 // Close releases the cache directory for other processes. The Repository
@@ -184,6 +187,7 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 		caBundle: opts.CABundle,
 		author:   author,
 		scrub:    scrub,
+		revert:   opts.Revert,
 	}, nil
 }
 

@@ -9,7 +9,9 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -19,8 +21,38 @@ import (
 // maxSymlinkHops bounds symlink resolution, as the kernel's ELOOP does.
 const maxSymlinkHops = 40
 
+// maxSymlinkTarget bounds a symlink's target: PATH_MAX, the limit git fsck
+// (symlinkTargetLength) and every file system put on it.
+const maxSymlinkTarget = 4096
+
 // errSymlinkLoop is returned when resolving a path takes too many symlinks.
 var errSymlinkLoop = errors.New("too many levels of symbolic links")
+
+// TreeError is a tree Sluice will not read: an entry git fsck refuses or
+// warns about (a checkout would read it differently, or refuse it), or a
+// blob over a limit. It is the commit's fault, never the infrastructure's.
+type TreeError struct {
+	// Path is the entry's path from the root of the tree; "." for the root.
+	// A mode git does not write (100666, 040000) is not refused: git and
+	// go-git both read it as the nearest of git's own, so they agree.
+	Path string
+	// Reason says what is wrong with it, with the limit where one was crossed.
+	Reason string
+}
+
+func (e *TreeError) Error() string { return e.Path + ": " + e.Reason }
+
+// TreeOptions bound what a TreeFS reads. A zero field takes its default
+// from DefaultTreeOptions.
+type TreeOptions struct {
+	// MaxBlobSize bounds a file read (Open, ReadFile): a larger blob is
+	// refused from its object header, before its content is read.
+	// Default 1 MiB, the render's own default per file.
+	MaxBlobSize int64
+}
+
+// DefaultTreeOptions returns the limits TreeFS uses when none are given.
+func DefaultTreeOptions() TreeOptions { return TreeOptions{MaxBlobSize: 1 << 20} }
 
 // TreeFS returns a read-only view of a tree object as an io/fs file system.
 // It implements fs.ReadLinkFS: Lstat and ReadLink report symlink entries
@@ -28,21 +60,34 @@ var errSymlinkLoop = errors.New("too many levels of symbolic links")
 // symlink only when it resolves inside the tree; an absolute target or one
 // that climbs above the root gives an error wrapping ErrSymlinkEscape, naming
 // the path. Submodules (gitlinks) appear as empty directories, as in a
-// checkout without submodules. Blob contents are read into memory on Open.
-// The view reads objects from the repository lazily; it is safe for
-// concurrent use.
-func (r *Repository) TreeFS(tree plumbing.Hash) (fs.FS, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, err := object.GetTree(r.st, tree); err != nil {
+// checkout without submodules. Blob contents are read into memory on Open,
+// up to opts.MaxBlobSize; a symlink's target up to 4096 bytes.
+//
+// Each tree object is read, checked and indexed once, the first time a
+// lookup passes through it: an entry git fsck would refuse or warn about
+// (an empty name, ".", "..", a name with a slash, a .git look-alike, a
+// duplicate name, entries out of git's order, a symlinked .gitmodules) or a tree object that does not parse gives a
+// *TreeError naming the entry; so does a blob over its limit. Trees no
+// lookup passes through are not read. The view reads objects from the
+// repository lazily; it is safe for concurrent use.
+func (r *Repository) TreeFS(tree plumbing.Hash, opts TreeOptions) (fs.FS, error) {
+	if opts.MaxBlobSize <= 0 {
+		opts.MaxBlobSize = DefaultTreeOptions().MaxBlobSize
+	}
+	f := &treeFS{r: r, root: tree, opts: opts, dirs: map[plumbing.Hash]*dirIndex{}}
+	if _, err := f.dir(tree, "."); err != nil {
 		return nil, fmt.Errorf("tree %s: %w", short(tree), err)
 	}
-	return &treeFS{r: r, root: tree}, nil
+	return f, nil
 }
 
 type treeFS struct {
 	r    *Repository
 	root plumbing.Hash
+	opts TreeOptions
+
+	mu   sync.Mutex
+	dirs map[plumbing.Hash]*dirIndex // every tree read so far, checked
 }
 
 var (
@@ -61,18 +106,80 @@ type node struct {
 
 func (n node) isDir() bool { return n.mode == filemode.Dir || n.mode == filemode.Submodule }
 
-// getTree reads a tree object under the repository lock.
-func (f *treeFS) getTree(h plumbing.Hash) (*object.Tree, error) {
-	f.r.mu.Lock()
-	defer f.r.mu.Unlock()
-	return object.GetTree(f.r.st, h)
+// dirIndex is one checked tree object: its entries in git's order and by name.
+type dirIndex struct {
+	entries []object.TreeEntry
+	byName  map[string]int
 }
 
-// readBlob reads a whole blob under the repository lock.
-func (f *treeFS) readBlob(h plumbing.Hash) ([]byte, error) {
+// dir returns the checked index of tree h, found at path p (for errors),
+// reading it once.
+func (f *treeFS) dir(h plumbing.Hash, p string) (*dirIndex, error) {
+	f.mu.Lock()
+	d, ok := f.dirs[h]
+	f.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	t, err := f.getTree(h, p)
+	if err != nil {
+		return nil, err
+	}
+	byName, err := checkTree(t, p)
+	if err != nil {
+		return nil, err
+	}
+	d = &dirIndex{entries: t.Entries, byName: byName}
+	f.mu.Lock()
+	f.dirs[h] = d
+	f.mu.Unlock()
+	return d, nil
+}
+
+// getTree reads a tree object under the repository lock. One that is
+// stored but does not parse is the commit's fault.
+func (f *treeFS) getTree(h plumbing.Hash, p string) (*object.Tree, error) {
 	f.r.mu.Lock()
 	defer f.r.mu.Unlock()
-	return readBlob(f.r.st, h)
+	obj, err := f.r.st.EncodedObject(plumbing.TreeObject, h)
+	if err != nil {
+		return nil, err
+	}
+	t, err := object.DecodeTree(f.r.st, obj)
+	if err != nil {
+		return nil, &TreeError{Path: p, Reason: fmt.Sprintf("tree object %s does not parse: %v", short(h), err)}
+	}
+	return t, nil
+}
+
+// readBlob reads a whole blob under the repository lock, refusing one over
+// limit bytes from its header, before reading it. p and what name it in
+// the error.
+func (f *treeFS) readBlob(h plumbing.Hash, limit int64, p, what string) ([]byte, error) {
+	f.r.mu.Lock()
+	defer f.r.mu.Unlock()
+	size, err := f.r.st.EncodedObjectSize(h)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", short(h), err)
+	}
+	if size > limit {
+		return nil, &TreeError{Path: p, Reason: fmt.Sprintf("%s of %d bytes is larger than the limit of %d bytes", what, size, limit)}
+	}
+	b, err := readBlob(f.r.st, h)
+	if err == nil && int64(len(b)) > limit { // a header that lied
+		return nil, &TreeError{Path: p, Reason: fmt.Sprintf("%s is larger than the limit of %d bytes", what, limit)}
+	}
+	return b, err
+}
+
+// readFile reads the content of the file n at p.
+func (f *treeFS) readFile(n node, p string) ([]byte, error) {
+	return f.readBlob(n.hash, f.opts.MaxBlobSize, p, "file")
+}
+
+// readLink reads the target of the symlink n at p.
+func (f *treeFS) readLink(n node, p string) ([]byte, error) {
+	return f.readBlob(n.hash, maxSymlinkTarget, p, "symlink target")
 }
 
 // blobSize reads a blob's size without its content.
@@ -82,17 +189,109 @@ func (f *treeFS) blobSize(h plumbing.Hash) (int64, error) {
 	return f.r.st.EncodedObjectSize(h)
 }
 
-// resolve walks name from the root. Symlinks in the middle of the path are
-// always followed; a final symlink only if follow is set.
-func (f *treeFS) resolve(op, name string, follow bool) (node, error) {
-	if !fs.ValidPath(name) {
-		return node{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+// checkTree refuses what git fsck refuses or warns about in one tree
+// object (fsck.c, fsck_tree), as receive.fsckObjects would: Sluice must
+// not read a name one way where a checkout reads it another way, or
+// refuses it. p is the tree's path. It returns the index of each name.
+func checkTree(t *object.Tree, p string) (map[string]int, error) {
+	at := func(name string) string {
+		if p == "." {
+			return name
+		}
+		return p + "/" + name
 	}
-	fail := func(err error) (node, error) { return node{}, &fs.PathError{Op: op, Path: name, Err: err} }
+	seen := make(map[string]int, len(t.Entries))
+	prev := ""
+	for i, e := range t.Entries {
+		name := e.Name
+		fail := func(format string, a ...any) error {
+			return &TreeError{Path: at(name), Reason: fmt.Sprintf(format, a...)}
+		}
+		switch {
+		case name == "":
+			return nil, &TreeError{Path: p, Reason: "has an entry with an empty name"}
+		case strings.Contains(name, "/"):
+			return nil, fail("is a tree entry whose name contains a slash")
+		case name == "." || name == "..":
+			return nil, fail("is a tree entry named %q", name)
+		case isDotGit(name):
+			return nil, fail("is a tree entry named like .git (%q), which git refuses to check out", name)
+		}
+		if e.Mode == filemode.Symlink && isDotGitmodules(name) {
+			return nil, fail("is a symbolic link; git refuses a .gitmodules that is not a file")
+		}
+		if _, dup := seen[name]; dup {
+			return nil, fail("appears twice in its tree; a checkout would keep only one of them")
+		}
+		seen[name] = i
+		key := name
+		if e.Mode == filemode.Dir {
+			key += "/"
+		}
+		if i > 0 && prev >= key {
+			return nil, fail("is out of git's order in its tree")
+		}
+		prev = key
+	}
+	return seen, nil
+}
+
+// isDotGit reports whether a checkout on some file system would take name
+// for ".git": case folded (.GIT), trailing spaces and dots dropped (NTFS),
+// an alternate data stream (.git::$INDEX_ALLOCATION), the 8.3 short name
+// (git~1), or with code points HFS+ ignores (.g\u200cit). As git's
+// is_ntfs_dotgit and is_hfs_dotgit.
+func isDotGit(name string) bool { return isDotName(name, ".git", "git~1") }
+
+// isDotGitmodules is isDotGit for ".gitmodules" (short name gitmod~1).
+func isDotGitmodules(name string) bool { return isDotName(name, ".gitmodules", "gitmod~1") }
+
+func isDotName(name, dot, short string) bool {
+	n := name
+	for i := 0; i < len(n); i++ {
+		if n[i] >= utf8.RuneSelf { // only then can there be code points HFS+ ignores
+			n = strings.Map(func(r rune) rune {
+				if hfsIgnorable(r) {
+					return -1
+				}
+				return r
+			}, n)
+			break
+		}
+	}
+	if i := strings.IndexByte(n, ':'); i >= 0 {
+		n = n[:i]
+	}
+	n = strings.TrimRight(n, " .")
+	return strings.EqualFold(n, dot) || strings.EqualFold(n, short)
+}
+
+// hfsIgnorable are the code points HFS+ drops when it compares names (git's
+// next_hfs_char).
+func hfsIgnorable(r rune) bool {
+	switch {
+	case r >= 0x200c && r <= 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x206a && r <= 0x206f, r == 0xfeff:
+		return true
+	}
+	return false
+}
+
+// resolve walks name from the root. Symlinks in the middle of the path are
+// always followed; a final symlink only if follow is set. It also returns
+// the path of what it found, with the symlinks resolved.
+func (f *treeFS) resolve(op, name string, follow bool) (node, string, error) {
+	if !fs.ValidPath(name) {
+		return node{}, "", &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	fail := func(err error) (node, string, error) {
+		return node{}, "", &fs.PathError{Op: op, Path: name, Err: err}
+	}
 
 	rest := splitPath(name)
 	// stack holds the directories from the root to the current one.
 	stack := []node{{name: ".", mode: filemode.Dir, hash: f.root}}
+	paths := []string{"."} // paths[i] is the path of stack[i]
+	real := func() string { return paths[len(paths)-1] }
 	hops := 0
 	for len(rest) > 0 {
 		c := rest[0]
@@ -104,28 +303,28 @@ func (f *treeFS) resolve(op, name string, follow bool) (node, error) {
 			if len(stack) == 1 {
 				return fail(ErrSymlinkEscape)
 			}
-			stack = stack[:len(stack)-1]
+			stack, paths = stack[:len(stack)-1], paths[:len(paths)-1]
 			continue
 		}
 		dir := stack[len(stack)-1]
 		if dir.mode == filemode.Submodule {
 			return fail(fs.ErrNotExist)
 		}
-		t, err := f.getTree(dir.hash)
+		d, err := f.dir(dir.hash, real())
 		if err != nil {
 			return fail(err)
 		}
-		i := slices.IndexFunc(t.Entries, func(e object.TreeEntry) bool { return e.Name == c })
-		if i < 0 {
+		i, ok := d.byName[c]
+		if !ok {
 			return fail(fs.ErrNotExist)
 		}
-		e := t.Entries[i]
+		e := d.entries[i]
 		n := node{name: c, mode: e.Mode, hash: e.Hash}
 		if n.mode == filemode.Symlink && (len(rest) > 0 || follow) {
 			if hops++; hops > maxSymlinkHops {
 				return fail(errSymlinkLoop)
 			}
-			target, err := f.readBlob(n.hash)
+			target, err := f.readLink(n, path.Join(real(), c))
 			if err != nil {
 				return fail(err)
 			}
@@ -136,12 +335,12 @@ func (f *treeFS) resolve(op, name string, follow bool) (node, error) {
 			continue
 		}
 		if len(rest) == 0 {
-			return n, nil
+			return n, path.Join(real(), c), nil
 		}
 		if !n.isDir() {
 			return fail(fs.ErrNotExist) // a file used as a directory
 		}
-		stack = append(stack, n)
+		stack, paths = append(stack, n), append(paths, path.Join(real(), c))
 	}
 	// The path named a directory, possibly through symlinks.
 	n := stack[len(stack)-1]
@@ -151,7 +350,7 @@ func (f *treeFS) resolve(op, name string, follow bool) (node, error) {
 	if name != "." {
 		n.name = path.Base(name)
 	}
-	return n, nil
+	return n, real(), nil
 }
 
 func splitPath(p string) []string {
@@ -163,19 +362,19 @@ func splitPath(p string) []string {
 
 // Open opens the named file or directory, following symlinks inside the tree.
 func (f *treeFS) Open(name string) (fs.File, error) {
-	n, err := f.resolve("open", name, true)
+	n, real, err := f.resolve("open", name, true)
 	if err != nil {
 		return nil, err
 	}
 	n.name = baseName(name)
 	if n.isDir() {
-		entries, err := f.readDir("open", name, n)
+		entries, err := f.readDir("open", name, real, n)
 		if err != nil {
 			return nil, err
 		}
 		return &treeDir{info: f.infoOf(n, 0), entries: entries}, nil
 	}
-	data, err := f.readBlob(n.hash)
+	data, err := f.readFile(n, real)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
@@ -184,7 +383,7 @@ func (f *treeFS) Open(name string) (fs.File, error) {
 
 // Stat returns the FileInfo of name, following symlinks.
 func (f *treeFS) Stat(name string) (fs.FileInfo, error) {
-	n, err := f.resolve("stat", name, true)
+	n, _, err := f.resolve("stat", name, true)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +393,7 @@ func (f *treeFS) Stat(name string) (fs.FileInfo, error) {
 
 // Lstat returns the FileInfo of name without following a final symlink.
 func (f *treeFS) Lstat(name string) (fs.FileInfo, error) {
-	n, err := f.resolve("lstat", name, false)
+	n, _, err := f.resolve("lstat", name, false)
 	if err != nil {
 		return nil, err
 	}
@@ -204,14 +403,14 @@ func (f *treeFS) Lstat(name string) (fs.FileInfo, error) {
 
 // ReadLink returns the target of the symlink name, as stored.
 func (f *treeFS) ReadLink(name string) (string, error) {
-	n, err := f.resolve("readlink", name, false)
+	n, real, err := f.resolve("readlink", name, false)
 	if err != nil {
 		return "", err
 	}
 	if n.mode != filemode.Symlink {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: fs.ErrInvalid}
 	}
-	b, err := f.readBlob(n.hash)
+	b, err := f.readLink(n, real)
 	if err != nil {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: err}
 	}
@@ -220,14 +419,14 @@ func (f *treeFS) ReadLink(name string) (string, error) {
 
 // ReadFile returns the content of the named file, following symlinks.
 func (f *treeFS) ReadFile(name string) ([]byte, error) {
-	n, err := f.resolve("readfile", name, true)
+	n, real, err := f.resolve("readfile", name, true)
 	if err != nil {
 		return nil, err
 	}
 	if n.isDir() {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: errIsDir}
 	}
-	b, err := f.readBlob(n.hash)
+	b, err := f.readFile(n, real)
 	if err != nil {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 	}
@@ -238,28 +437,28 @@ var errIsDir = errors.New("is a directory")
 
 // ReadDir lists the named directory, sorted by name.
 func (f *treeFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	n, err := f.resolve("readdir", name, true)
+	n, real, err := f.resolve("readdir", name, true)
 	if err != nil {
 		return nil, err
 	}
 	if !n.isDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errNotDir}
 	}
-	return f.readDir("readdir", name, n)
+	return f.readDir("readdir", name, real, n)
 }
 
 var errNotDir = errors.New("not a directory")
 
-func (f *treeFS) readDir(op, name string, dir node) ([]fs.DirEntry, error) {
+func (f *treeFS) readDir(op, name, real string, dir node) ([]fs.DirEntry, error) {
 	if dir.mode == filemode.Submodule {
 		return []fs.DirEntry{}, nil
 	}
-	t, err := f.getTree(dir.hash)
+	d, err := f.dir(dir.hash, real)
 	if err != nil {
 		return nil, &fs.PathError{Op: op, Path: name, Err: err}
 	}
-	out := make([]fs.DirEntry, 0, len(t.Entries))
-	for _, e := range t.Entries {
+	out := make([]fs.DirEntry, 0, len(d.entries))
+	for _, e := range d.entries {
 		out = append(out, &dirEntry{f: f, n: node{name: e.Name, mode: e.Mode, hash: e.Hash}})
 	}
 	// Git orders "a.b" before "a" when "a" is a tree ("a/"); io/fs wants plain name order.

@@ -202,19 +202,26 @@ func (r *Runner) candidate(q *walk, c gitrepo.Commit) (plumbing.Hash, error) {
 
 // render builds the gate's kustomization from a candidate tree.
 func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([]*unstructured.Unstructured, error) {
-	fsys, err := r.Repo.TreeFS(tree)
-	if err != nil {
-		return nil, fmt.Errorf("read tree %s: %w", short(tree), err)
-	}
 	opts := r.Render
 	if opts == (manifests.RenderOptions{}) {
 		opts = manifests.DefaultRenderOptions()
+	}
+	var te *gitrepo.TreeError
+	fsys, err := r.Repo.TreeFS(tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
+	if err != nil {
+		if errors.As(err, &te) {
+			return nil, &Fault{Step: StepRender, Msg: te.Error()}
+		}
+		return nil, fmt.Errorf("read tree %s: %w", short(tree), err)
 	}
 	objs, err := manifests.Render(ctx, fsys, path, opts)
 	if err != nil {
 		var re *manifests.RenderError
 		if errors.As(err, &re) {
 			return nil, &Fault{Step: StepRender, Msg: re.Error()}
+		}
+		if errors.As(err, &te) { // a tree or blob the tree reader refuses
+			return nil, &Fault{Step: StepRender, Msg: te.Error()}
 		}
 		return nil, fmt.Errorf("render %s: %w", path, err)
 	}
