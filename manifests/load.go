@@ -42,9 +42,6 @@ type loader struct {
 	walked map[string]bool   // kustomization dirs already walked
 	files  int
 	total  int64
-	// openAPI is set when a kustomization changes kustomize's OpenAPI
-	// schema, which kustomize keeps in a global.
-	openAPI bool
 }
 
 func newLoader(ctx context.Context, tree fs.FS, opts RenderOptions) *loader {
@@ -209,9 +206,6 @@ func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []f
 		if _, err := l.file(r("configuration", v), yamlFile); err != nil {
 			return err
 		}
-	}
-	if len(k.OpenAPI) > 0 {
-		l.openAPI = true
 	}
 	if v, ok := k.OpenAPI["path"]; ok {
 		if _, err := l.file(r("openapi path", v), yamlFile); err != nil {
