@@ -61,6 +61,7 @@ func newLoader(ctx context.Context, tree fs.FS, opts RenderOptions) *loader {
 type ref struct {
 	file  string // the kustomization (tree path) that holds the reference
 	dir   string // its directory
+	real  string // its directory with symlinks resolved: where a checkout reads from
 	field string // what kind of reference: "resource", "component", ...
 	value string // the reference as written
 }
@@ -167,7 +168,8 @@ func (l *loader) kustomizationFile(dir string, from *ref) (string, error) {
 // missed here would only make kustomize fail to find a file, since nothing else
 // is in its file system, but remote references must all be caught here.
 func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []frame) error {
-	r := func(field, value string) *ref { return &ref{file: kfile, dir: dir, field: field, value: value} }
+	real := stack[len(stack)-1].real
+	r := func(field, value string) *ref { return &ref{file: kfile, dir: dir, real: real, field: field, value: value} }
 
 	if len(k.HelmCharts) > 0 || k.HelmGlobals != nil || len(k.HelmChartInflationGenerator) > 0 {
 		return &RenderError{Path: kfile, Reason: "uses helmCharts: Helm chart inflation is not supported; commit the rendered chart instead"}
@@ -239,12 +241,12 @@ func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []f
 		}
 	}
 	for _, g := range k.ConfigMapGenerator {
-		if err := l.generatorSources(kfile, dir, "", g.KvPairSources); err != nil {
+		if err := l.generatorSources(r("", ""), "", g.KvPairSources); err != nil {
 			return err
 		}
 	}
 	for _, g := range k.SecretGenerator {
-		if err := l.generatorSources(kfile, dir, "", g.KvPairSources); err != nil {
+		if err := l.generatorSources(r("", ""), "", g.KvPairSources); err != nil {
 			return err
 		}
 	}
@@ -290,7 +292,7 @@ func (l *loader) patch(from *ref) error {
 // generatorSources handles the files and env files of a ConfigMap or Secret
 // generator, whether in a kustomization or (with prefix naming it) in a
 // builtin plugin's config.
-func (l *loader) generatorSources(kfile, dir, prefix string, s types.KvPairSources) error {
+func (l *loader) generatorSources(from *ref, prefix string, s types.KvPairSources) error {
 	for _, src := range s.FileSources {
 		// Split "key=path" the way kustomize does; sources it would
 		// refuse are left for it to refuse.
@@ -301,7 +303,7 @@ func (l *loader) generatorSources(kfile, dir, prefix string, s types.KvPairSourc
 		if p == "" {
 			continue
 		}
-		if _, err := l.file(&ref{file: kfile, dir: dir, field: prefix + "file", value: p}, binaryFile); err != nil {
+		if _, err := l.file(&ref{file: from.file, dir: from.dir, real: from.real, field: prefix + "file", value: p}, binaryFile); err != nil {
 			return err
 		}
 	}
@@ -310,7 +312,7 @@ func (l *loader) generatorSources(kfile, dir, prefix string, s types.KvPairSourc
 		envs = append(envs[:len(envs):len(envs)], s.EnvSource)
 	}
 	for _, e := range envs {
-		if _, err := l.file(&ref{file: kfile, dir: dir, field: prefix + "env file", value: e}, textFile); err != nil {
+		if _, err := l.file(&ref{file: from.file, dir: from.dir, real: from.real, field: prefix + "env file", value: e}, textFile); err != nil {
 			return err
 		}
 	}
@@ -528,11 +530,32 @@ func (l *loader) copy(p string, kind fileKind, from *ref) ([]byte, error) {
 			return nil, &RenderError{Path: p, Reason: "is not valid UTF-8"}
 		}
 	}
+	if err := checkMemName(p); err != nil {
+		return nil, err
+	}
 	if err := l.mem.WriteFile(path.Join("/", p), data); err != nil {
-		return nil, fmt.Errorf("copy %s into memory: %w", p, err)
+		// The names are checked above; whatever else kustomize's file
+		// system refuses is still the commit's doing.
+		return nil, &RenderError{Path: p, Reason: "cannot be put into kustomize's in-memory file system", Err: err}
 	}
 	l.copied[p] = data
 	return data, nil
+}
+
+// memName is what kustomize's in-memory file system takes for a file or
+// directory name (kyaml filesys.isLegalFileNameForCreation): it refuses
+// spaces, '+', '~', non-ASCII letters and more that a checkout takes.
+var memName = regexp.MustCompile(`^[a-zA-Z0-9-_.:]+$`)
+
+// checkMemName refuses a tree path kustomize's in-memory file system cannot
+// hold, naming the part of it at fault.
+func checkMemName(p string) error {
+	for _, name := range strings.Split(p, "/") {
+		if !memName.MatchString(name) || strings.Contains(name, "..") {
+			return &RenderError{Path: p, Reason: fmt.Sprintf("has a name kustomize's in-memory file system cannot hold (%q): use only ASCII letters, digits, '-', '_', '.' and ':'", name)}
+		}
+	}
+	return nil
 }
 
 // notFound reports a path resolve could not follow.

@@ -189,10 +189,12 @@ func crashLine(stderr string, waitErr error) string {
 // runWorker is the render worker: it reads one request, renders it and
 // writes the response. It returns the process's exit code.
 func runWorker(stdin io.Reader, stdout, stderr io.Writer) int {
-	w := bufio.NewWriter(stdout)
-	if _, err := io.WriteString(w, workerMagic); err != nil {
+	// The magic goes out at once: it tells the daemon that whatever
+	// happens next happened to a render.
+	if _, err := io.WriteString(stdout, workerMagic); err != nil {
 		return 1
 	}
+	w := bufio.NewWriter(stdout)
 	var req workerRequest
 	if err := gob.NewDecoder(stdin).Decode(&req); err != nil {
 		fmt.Fprintf(stderr, "render worker: read request: %v\n", err)
