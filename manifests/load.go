@@ -169,7 +169,9 @@ func (l *loader) kustomizationFile(dir string, from *ref) (string, error) {
 // is in its file system, but remote references must all be caught here.
 func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []frame) error {
 	real := stack[len(stack)-1].real
-	r := func(field, value string) *ref { return &ref{file: kfile, dir: dir, real: real, field: field, value: value} }
+	r := func(field, value string) *ref {
+		return &ref{file: kfile, dir: dir, real: real, field: field, value: value}
+	}
 
 	if len(k.HelmCharts) > 0 || k.HelmGlobals != nil || len(k.HelmChartInflationGenerator) > 0 {
 		return &RenderError{Path: kfile, Reason: "uses helmCharts: Helm chart inflation is not supported; commit the rendered chart instead"}
