@@ -381,9 +381,64 @@ func (l *loader) target(from *ref) (string, error) {
 	}
 	p := path.Join(from.dir, v)
 	if p == ".." || strings.HasPrefix(p, "../") {
+		if from.real != "" && from.real != from.dir {
+			return "", l.checkoutDiffers(from, p)
+		}
 		return "", from.fail("climbs out of the repository")
 	}
 	return p, nil
+}
+
+// sameAsCheckout refuses a reference from a kustomization reached through a
+// directory symlink when it names another file in a checkout than here. In a
+// checkout, kustomize resolves the symlinks of a kustomization's directory
+// and reads its paths from where the symlink leads; kustomize's in-memory
+// file system here has no symlinks and reads them from the symlink's own
+// path. The two agree unless a path climbs out of the symlinked directory.
+func (l *loader) sameAsCheckout(from *ref, p string) error {
+	if from.real == "" || from.real == from.dir {
+		return nil
+	}
+	c := path.Join(from.real, from.value)
+	if c == p {
+		return nil
+	}
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return from.fail("climbs out of the repository from %s, where symlink %s leads", from.real, l.firstLink(from.dir))
+	}
+	rp, errP := l.resolve(p, from)
+	rc, errC := l.resolve(c, from)
+	switch {
+	case errP == nil && errC == nil && rp == rc:
+		return nil
+	case errors.Is(errP, fs.ErrNotExist) && errors.Is(errC, fs.ErrNotExist):
+		return nil // not found either way; the caller says so
+	case errP != nil && !errors.Is(errP, fs.ErrNotExist):
+		return errP
+	case errC != nil && !errors.Is(errC, fs.ErrNotExist):
+		return errC
+	}
+	return l.checkoutDiffers(from, p)
+}
+
+func (l *loader) checkoutDiffers(from *ref, p string) error {
+	return from.fail("is read from %s in a checkout, where symlink %s leads, but from %s in Sluice's render; refer to %s itself, not through the symlink",
+		path.Join(from.real, from.value), l.firstLink(from.dir), p, from.real)
+}
+
+// firstLink returns the first symlink on the way to dir.
+func (l *loader) firstLink(dir string) string {
+	if l.links == nil {
+		return dir
+	}
+	cur := "."
+	for _, part := range strings.Split(dir, "/") {
+		cur = path.Join(cur, part)
+		if fi, err := l.links.Lstat(cur); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return cur
+		}
+	}
+	return dir
 }
 
 // lookup checks a reference and returns the tree path it names and what
@@ -391,6 +446,9 @@ func (l *loader) target(from *ref) (string, error) {
 func (l *loader) lookup(from *ref) (string, fs.FileInfo, error) {
 	p, err := l.target(from)
 	if err != nil {
+		return "", nil, err
+	}
+	if err := l.sameAsCheckout(from, p); err != nil {
 		return "", nil, err
 	}
 	fi, err := l.stat(p, from)
