@@ -145,7 +145,7 @@ func (l *loader) kustomizationFile(dir string, from *ref) (string, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return "", fmt.Errorf("stat %s in the candidate tree: %w", real, err)
+			return "", treeErr(real, err)
 		}
 		if fi.Mode().IsRegular() {
 			found = append(found, p)
@@ -471,8 +471,8 @@ func (l *loader) stat(p string, from *ref) (fs.FileInfo, error) {
 	return fi, nil
 }
 
-// readErr turns an error reading p from the tree into the commit's fault when
-// p does not exist, and the infrastructure's otherwise.
+// readErr turns an error reading p from the tree into the commit's fault:
+// p does not exist, or cannot be read (see treeErr).
 func (l *loader) readErr(p string, from *ref, err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrInvalid) {
 		if from == nil {
@@ -480,7 +480,19 @@ func (l *loader) readErr(p string, from *ref, err error) error {
 		}
 		return from.fail("not found: %s does not exist", p)
 	}
-	return fmt.Errorf("read %s from the candidate tree: %w", p, err)
+	return treeErr(p, err)
+}
+
+// treeErr is an error reading p from the commit's tree. The tree is the
+// commit's, read from the local object store: what cannot be read there (a
+// blob over the reader's limit, a malformed entry) is the commit's fault,
+// and retrying it would hold the queue forever. Only a cancelled context is
+// not.
+func treeErr(p string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &RenderError{Path: p, Reason: "cannot be read from the commit's tree", Err: err}
 }
 
 // resolve follows the symlinks on the way to p and returns the path of what
@@ -501,7 +513,7 @@ func (l *loader) resolve(p string, from *ref) (string, error) {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrInvalid) {
 				return "", fmt.Errorf("%s: %w", p, fs.ErrNotExist)
 			}
-			return "", fmt.Errorf("lstat %s in the candidate tree: %w", next, err)
+			return "", treeErr(next, err)
 		}
 		if fi.Mode()&fs.ModeSymlink == 0 {
 			if len(rest) > 0 && !fi.IsDir() {
@@ -515,7 +527,7 @@ func (l *loader) resolve(p string, from *ref) (string, error) {
 		}
 		target, err := l.links.ReadLink(next)
 		if err != nil {
-			return "", fmt.Errorf("readlink %s in the candidate tree: %w", next, err)
+			return "", treeErr(next, err)
 		}
 		if path.IsAbs(target) || strings.HasPrefix(target, `\`) {
 			return "", l.linkErr(p, from, fmt.Sprintf("goes through symlink %s, which points outside the repository", next))
@@ -572,7 +584,7 @@ func (l *loader) copy(p string, kind fileKind, from *ref) ([]byte, error) {
 	// Stat may lie (or the file may grow): read one byte past the limit.
 	data, err := io.ReadAll(io.LimitReader(f, l.opts.MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s from the candidate tree: %w", p, err)
+		return nil, treeErr(p, err)
 	}
 	if int64(len(data)) > l.opts.MaxFileSize {
 		return nil, l.tooLarge(p)

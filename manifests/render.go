@@ -81,8 +81,10 @@ func (o RenderOptions) withDefaults() RenderOptions {
 
 // RenderError is a render failure that is the commit's fault: a bad or
 // hostile kustomization or file, or objects that cannot be put into a test
-// environment. Anything else Render or Overlay returns (a cancelled context,
-// a tree that cannot be read) is the infrastructure's fault.
+// environment, or a render over its limits. What the commit's tree holds but
+// cannot be read is the commit's fault too. Anything else Render or Overlay
+// returns (a cancelled context, a render worker that cannot be started) is
+// the infrastructure's fault.
 type RenderError struct {
 	// Path is the repository-relative path of the file at fault, usually the
 	// kustomization that holds the bad reference. Errors found by Overlay name

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -343,5 +345,29 @@ spec:
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("metadata (-want +got):\n%s", diff)
+	}
+}
+
+// unreadableFS is a tree whose files cannot be read, as a blob over the tree
+// reader's limit.
+type unreadableFS struct{ fstest.MapFS }
+
+var errBlobTooLarge = errors.New("blob is larger than the limit")
+
+func (u unreadableFS) Open(name string) (fs.File, error) {
+	if strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, "kustomization.yaml") {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: errBlobTooLarge}
+	}
+	return u.MapFS.Open(name)
+}
+
+// TestRenderUnreadableTreeIsTheCommitsFault checks that a file of the
+// commit's tree that cannot be read fails the commit, naming the file,
+// rather than being retried forever as an outage.
+func TestRenderUnreadableTreeIsTheCommitsFault(t *testing.T) {
+	_, err := Render(context.Background(), unreadableFS{repo(staging)}, "environments/staging", RenderOptions{})
+	var re *RenderError
+	if !errors.As(err, &re) || !errors.Is(err, errBlobTooLarge) || re.Path != "environments/staging/namespace.yaml" {
+		t.Errorf("Render = %v, want a RenderError for environments/staging/namespace.yaml", err)
 	}
 }
