@@ -124,7 +124,18 @@ func (e *RenderError) Unwrap() error { return e.Err }
 // Only the checked files are copied into kustomize's in-memory file system,
 // so kustomize sees nothing else. Paths are resolved lexically from the
 // kustomization that names them, anywhere inside the tree (kustomize's
-// LoadRestrictionsRootOnly, with the tree as the root).
+// LoadRestrictionsRootOnly, with the tree as the root). A kustomization
+// reached through a directory symlink must name the same files from the
+// symlink's path as from its target, which is where a checkout reads them;
+// otherwise the render is refused, naming the symlink. Plugin configs are
+// read with kustomize's own parser, so a key that only case-folds onto kind
+// or items means nothing to the checks, as to kustomize. A file whose name
+// kustomize's in-memory file system refuses is a *RenderError.
+//
+// Kustomize then runs in a render worker (see MaybeRunWorker) bounded by
+// opts.RenderTimeout and opts.MaxRenderMemory; going over either is a
+// *RenderError that names the limit. Labels and annotations under
+// sluice.dev/ that Sluice owns are removed from the objects.
 //
 // The objects come back in kustomize's legacy order (or the order the
 // kustomization's sortOptions ask for), which is deterministic.
