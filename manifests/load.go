@@ -13,7 +13,6 @@ import (
 
 	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/api/types"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // maxSymlinks bounds the symlinks followed to resolve one path, as the
@@ -29,16 +28,16 @@ const (
 	binaryFile                 // configMapGenerator files: size only
 )
 
-// loader copies what one render needs from the candidate tree into
-// kustomize's in-memory file system, checking each reference on the way.
+// loader collects what one render needs from the candidate tree, checking
+// each reference on the way; the render worker puts it into kustomize's
+// in-memory file system.
 type loader struct {
 	ctx   context.Context
 	tree  fs.FS
 	links fs.ReadLinkFS // nil when the tree cannot report symlinks
 	opts  RenderOptions
-	mem   filesys.FileSystem
 
-	copied map[string][]byte // tree path -> content already in mem
+	copied map[string][]byte // tree path -> content, checked
 	walked map[string]bool   // kustomization dirs already walked
 	files  int
 	total  int64
@@ -49,7 +48,6 @@ func newLoader(ctx context.Context, tree fs.FS, opts RenderOptions) *loader {
 		ctx:    ctx,
 		tree:   tree,
 		opts:   opts,
-		mem:    filesys.MakeFsInMemory(),
 		copied: map[string][]byte{},
 		walked: map[string]bool{},
 	}
@@ -559,6 +557,12 @@ func (l *loader) copy(p string, kind fileKind, from *ref) ([]byte, error) {
 	if err := l.ctx.Err(); err != nil {
 		return nil, err
 	}
+	// The worker puts the file at p in kustomize's in-memory file system,
+	// which refuses some names; whatever else it refuses there is still a
+	// *RenderError naming p.
+	if err := checkMemName(p); err != nil {
+		return nil, err
+	}
 	if l.files++; l.files > l.opts.MaxFiles {
 		return nil, &RenderError{Path: p, Reason: fmt.Sprintf("the render needs more than the limit of %d files", l.opts.MaxFiles)}
 	}
@@ -601,14 +605,6 @@ func (l *loader) copy(p string, kind fileKind, from *ref) ([]byte, error) {
 		if !utf8.Valid(data) {
 			return nil, &RenderError{Path: p, Reason: "is not valid UTF-8"}
 		}
-	}
-	if err := checkMemName(p); err != nil {
-		return nil, err
-	}
-	if err := l.mem.WriteFile(path.Join("/", p), data); err != nil {
-		// The names are checked above; whatever else kustomize's file
-		// system refuses is still the commit's doing.
-		return nil, &RenderError{Path: p, Reason: "cannot be put into kustomize's in-memory file system", Err: err}
 	}
 	l.copied[p] = data
 	return data, nil
