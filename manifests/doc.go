@@ -12,8 +12,17 @@
 // its content, so two candidates that render the same objects are known to be
 // the same test.
 //
-// The package does not log; it returns values and errors. (Kustomize itself
-// still prints its deprecation warnings, such as for patchesStrategicMerge,
-// to stderr.) An error that is the commit's fault (a bad kustomization,
-// hostile input) is a *RenderError.
+// Kustomize runs in a render worker: the running binary started again, which
+// MaybeRunWorker (called first thing in main) turns into one. The worker has
+// no HTTP transport, no PATH and no environment, bounds its memory, and is
+// killed at the render's deadline or when the render is cancelled; its
+// stderr (kustomize's deprecation warnings) is not passed on. Renders run one
+// at a time, so the daemon's memory is bounded by one render's budget.
+// Labels and annotations under sluice.dev/ that Sluice owns are removed from
+// the rendered objects.
+//
+// The package does not log; it returns values and errors. An error that is
+// the commit's fault (a bad kustomization, hostile input, a render over its
+// time or memory limit) is a *RenderError; anything else but a cancelled
+// context means the render could not be tried (the worker did not start).
 package manifests

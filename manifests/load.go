@@ -13,7 +13,6 @@ import (
 
 	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/api/types"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // maxSymlinks bounds the symlinks followed to resolve one path, as the
@@ -29,22 +28,19 @@ const (
 	binaryFile                 // configMapGenerator files: size only
 )
 
-// loader copies what one render needs from the candidate tree into
-// kustomize's in-memory file system, checking each reference on the way.
+// loader collects what one render needs from the candidate tree, checking
+// each reference on the way; the render worker puts it into kustomize's
+// in-memory file system.
 type loader struct {
 	ctx   context.Context
 	tree  fs.FS
 	links fs.ReadLinkFS // nil when the tree cannot report symlinks
 	opts  RenderOptions
-	mem   filesys.FileSystem
 
-	copied map[string][]byte // tree path -> content already in mem
+	copied map[string][]byte // tree path -> content, checked
 	walked map[string]bool   // kustomization dirs already walked
 	files  int
 	total  int64
-	// openAPI is set when a kustomization changes kustomize's OpenAPI
-	// schema, which kustomize keeps in a global.
-	openAPI bool
 }
 
 func newLoader(ctx context.Context, tree fs.FS, opts RenderOptions) *loader {
@@ -52,7 +48,6 @@ func newLoader(ctx context.Context, tree fs.FS, opts RenderOptions) *loader {
 		ctx:    ctx,
 		tree:   tree,
 		opts:   opts,
-		mem:    filesys.MakeFsInMemory(),
 		copied: map[string][]byte{},
 		walked: map[string]bool{},
 	}
@@ -64,6 +59,7 @@ func newLoader(ctx context.Context, tree fs.FS, opts RenderOptions) *loader {
 type ref struct {
 	file  string // the kustomization (tree path) that holds the reference
 	dir   string // its directory
+	real  string // its directory with symlinks resolved: where a checkout reads from
 	field string // what kind of reference: "resource", "component", ...
 	value string // the reference as written
 }
@@ -147,7 +143,7 @@ func (l *loader) kustomizationFile(dir string, from *ref) (string, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return "", fmt.Errorf("stat %s in the candidate tree: %w", real, err)
+			return "", treeErr(real, err)
 		}
 		if fi.Mode().IsRegular() {
 			found = append(found, p)
@@ -170,7 +166,10 @@ func (l *loader) kustomizationFile(dir string, from *ref) (string, error) {
 // missed here would only make kustomize fail to find a file, since nothing else
 // is in its file system, but remote references must all be caught here.
 func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []frame) error {
-	r := func(field, value string) *ref { return &ref{file: kfile, dir: dir, field: field, value: value} }
+	real := stack[len(stack)-1].real
+	r := func(field, value string) *ref {
+		return &ref{file: kfile, dir: dir, real: real, field: field, value: value}
+	}
 
 	if len(k.HelmCharts) > 0 || k.HelmGlobals != nil || len(k.HelmChartInflationGenerator) > 0 {
 		return &RenderError{Path: kfile, Reason: "uses helmCharts: Helm chart inflation is not supported; commit the rendered chart instead"}
@@ -210,9 +209,6 @@ func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []f
 			return err
 		}
 	}
-	if len(k.OpenAPI) > 0 {
-		l.openAPI = true
-	}
 	if v, ok := k.OpenAPI["path"]; ok {
 		if _, err := l.file(r("openapi path", v), yamlFile); err != nil {
 			return err
@@ -245,12 +241,12 @@ func (l *loader) references(kfile, dir string, k *types.Kustomization, stack []f
 		}
 	}
 	for _, g := range k.ConfigMapGenerator {
-		if err := l.generatorSources(kfile, dir, "", g.KvPairSources); err != nil {
+		if err := l.generatorSources(r("", ""), "", g.KvPairSources); err != nil {
 			return err
 		}
 	}
 	for _, g := range k.SecretGenerator {
-		if err := l.generatorSources(kfile, dir, "", g.KvPairSources); err != nil {
+		if err := l.generatorSources(r("", ""), "", g.KvPairSources); err != nil {
 			return err
 		}
 	}
@@ -296,7 +292,7 @@ func (l *loader) patch(from *ref) error {
 // generatorSources handles the files and env files of a ConfigMap or Secret
 // generator, whether in a kustomization or (with prefix naming it) in a
 // builtin plugin's config.
-func (l *loader) generatorSources(kfile, dir, prefix string, s types.KvPairSources) error {
+func (l *loader) generatorSources(from *ref, prefix string, s types.KvPairSources) error {
 	for _, src := range s.FileSources {
 		// Split "key=path" the way kustomize does; sources it would
 		// refuse are left for it to refuse.
@@ -307,7 +303,7 @@ func (l *loader) generatorSources(kfile, dir, prefix string, s types.KvPairSourc
 		if p == "" {
 			continue
 		}
-		if _, err := l.file(&ref{file: kfile, dir: dir, field: prefix + "file", value: p}, binaryFile); err != nil {
+		if _, err := l.file(&ref{file: from.file, dir: from.dir, real: from.real, field: prefix + "file", value: p}, binaryFile); err != nil {
 			return err
 		}
 	}
@@ -316,7 +312,7 @@ func (l *loader) generatorSources(kfile, dir, prefix string, s types.KvPairSourc
 		envs = append(envs[:len(envs):len(envs)], s.EnvSource)
 	}
 	for _, e := range envs {
-		if _, err := l.file(&ref{file: kfile, dir: dir, field: prefix + "env file", value: e}, textFile); err != nil {
+		if _, err := l.file(&ref{file: from.file, dir: from.dir, real: from.real, field: prefix + "env file", value: e}, textFile); err != nil {
 			return err
 		}
 	}
@@ -383,9 +379,64 @@ func (l *loader) target(from *ref) (string, error) {
 	}
 	p := path.Join(from.dir, v)
 	if p == ".." || strings.HasPrefix(p, "../") {
+		if from.real != "" && from.real != from.dir {
+			return "", l.checkoutDiffers(from, p)
+		}
 		return "", from.fail("climbs out of the repository")
 	}
 	return p, nil
+}
+
+// sameAsCheckout refuses a reference from a kustomization reached through a
+// directory symlink when it names another file in a checkout than here. In a
+// checkout, kustomize resolves the symlinks of a kustomization's directory
+// and reads its paths from where the symlink leads; kustomize's in-memory
+// file system here has no symlinks and reads them from the symlink's own
+// path. The two agree unless a path climbs out of the symlinked directory.
+func (l *loader) sameAsCheckout(from *ref, p string) error {
+	if from.real == "" || from.real == from.dir {
+		return nil
+	}
+	c := path.Join(from.real, from.value)
+	if c == p {
+		return nil
+	}
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return from.fail("climbs out of the repository from %s, where symlink %s leads", from.real, l.firstLink(from.dir))
+	}
+	rp, errP := l.resolve(p, from)
+	rc, errC := l.resolve(c, from)
+	switch {
+	case errP == nil && errC == nil && rp == rc:
+		return nil
+	case errors.Is(errP, fs.ErrNotExist) && errors.Is(errC, fs.ErrNotExist):
+		return nil // not found either way; the caller says so
+	case errP != nil && !errors.Is(errP, fs.ErrNotExist):
+		return errP
+	case errC != nil && !errors.Is(errC, fs.ErrNotExist):
+		return errC
+	}
+	return l.checkoutDiffers(from, p)
+}
+
+func (l *loader) checkoutDiffers(from *ref, p string) error {
+	return from.fail("is read from %s in a checkout, where symlink %s leads, but from %s in Sluice's render; refer to %s itself, not through the symlink",
+		path.Join(from.real, from.value), l.firstLink(from.dir), p, from.real)
+}
+
+// firstLink returns the first symlink on the way to dir.
+func (l *loader) firstLink(dir string) string {
+	if l.links == nil {
+		return dir
+	}
+	cur := "."
+	for _, part := range strings.Split(dir, "/") {
+		cur = path.Join(cur, part)
+		if fi, err := l.links.Lstat(cur); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return cur
+		}
+	}
+	return dir
 }
 
 // lookup checks a reference and returns the tree path it names and what
@@ -393,6 +444,9 @@ func (l *loader) target(from *ref) (string, error) {
 func (l *loader) lookup(from *ref) (string, fs.FileInfo, error) {
 	p, err := l.target(from)
 	if err != nil {
+		return "", nil, err
+	}
+	if err := l.sameAsCheckout(from, p); err != nil {
 		return "", nil, err
 	}
 	fi, err := l.stat(p, from)
@@ -415,8 +469,8 @@ func (l *loader) stat(p string, from *ref) (fs.FileInfo, error) {
 	return fi, nil
 }
 
-// readErr turns an error reading p from the tree into the commit's fault when
-// p does not exist, and the infrastructure's otherwise.
+// readErr turns an error reading p from the tree into the commit's fault:
+// p does not exist, or cannot be read (see treeErr).
 func (l *loader) readErr(p string, from *ref, err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrInvalid) {
 		if from == nil {
@@ -424,7 +478,19 @@ func (l *loader) readErr(p string, from *ref, err error) error {
 		}
 		return from.fail("not found: %s does not exist", p)
 	}
-	return fmt.Errorf("read %s from the candidate tree: %w", p, err)
+	return treeErr(p, err)
+}
+
+// treeErr is an error reading p from the commit's tree. The tree is the
+// commit's, read from the local object store: what cannot be read there (a
+// blob over the reader's limit, a malformed entry) is the commit's fault,
+// and retrying it would hold the queue forever. Only a cancelled context is
+// not.
+func treeErr(p string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &RenderError{Path: p, Reason: "cannot be read from the commit's tree", Err: err}
 }
 
 // resolve follows the symlinks on the way to p and returns the path of what
@@ -445,7 +511,7 @@ func (l *loader) resolve(p string, from *ref) (string, error) {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrInvalid) {
 				return "", fmt.Errorf("%s: %w", p, fs.ErrNotExist)
 			}
-			return "", fmt.Errorf("lstat %s in the candidate tree: %w", next, err)
+			return "", treeErr(next, err)
 		}
 		if fi.Mode()&fs.ModeSymlink == 0 {
 			if len(rest) > 0 && !fi.IsDir() {
@@ -459,7 +525,7 @@ func (l *loader) resolve(p string, from *ref) (string, error) {
 		}
 		target, err := l.links.ReadLink(next)
 		if err != nil {
-			return "", fmt.Errorf("readlink %s in the candidate tree: %w", next, err)
+			return "", treeErr(next, err)
 		}
 		if path.IsAbs(target) || strings.HasPrefix(target, `\`) {
 			return "", l.linkErr(p, from, fmt.Sprintf("goes through symlink %s, which points outside the repository", next))
@@ -491,6 +557,12 @@ func (l *loader) copy(p string, kind fileKind, from *ref) ([]byte, error) {
 	if err := l.ctx.Err(); err != nil {
 		return nil, err
 	}
+	// The worker puts the file at p in kustomize's in-memory file system,
+	// which refuses some names; whatever else it refuses there is still a
+	// *RenderError naming p.
+	if err := checkMemName(p); err != nil {
+		return nil, err
+	}
 	if l.files++; l.files > l.opts.MaxFiles {
 		return nil, &RenderError{Path: p, Reason: fmt.Sprintf("the render needs more than the limit of %d files", l.opts.MaxFiles)}
 	}
@@ -516,7 +588,7 @@ func (l *loader) copy(p string, kind fileKind, from *ref) ([]byte, error) {
 	// Stat may lie (or the file may grow): read one byte past the limit.
 	data, err := io.ReadAll(io.LimitReader(f, l.opts.MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s from the candidate tree: %w", p, err)
+		return nil, treeErr(p, err)
 	}
 	if int64(len(data)) > l.opts.MaxFileSize {
 		return nil, l.tooLarge(p)
@@ -534,11 +606,24 @@ func (l *loader) copy(p string, kind fileKind, from *ref) ([]byte, error) {
 			return nil, &RenderError{Path: p, Reason: "is not valid UTF-8"}
 		}
 	}
-	if err := l.mem.WriteFile(path.Join("/", p), data); err != nil {
-		return nil, fmt.Errorf("copy %s into memory: %w", p, err)
-	}
 	l.copied[p] = data
 	return data, nil
+}
+
+// memName is what kustomize's in-memory file system takes for a file or
+// directory name (kyaml filesys.isLegalFileNameForCreation): it refuses
+// spaces, '+', '~', non-ASCII letters and more that a checkout takes.
+var memName = regexp.MustCompile(`^[a-zA-Z0-9-_.:]+$`)
+
+// checkMemName refuses a tree path kustomize's in-memory file system cannot
+// hold, naming the part of it at fault.
+func checkMemName(p string) error {
+	for _, name := range strings.Split(p, "/") {
+		if !memName.MatchString(name) || strings.Contains(name, "..") {
+			return &RenderError{Path: p, Reason: fmt.Sprintf("has a name kustomize's in-memory file system cannot hold (%q): use only ASCII letters, digits, '-', '_', '.' and ':'", name)}
+		}
+	}
+	return nil
 }
 
 // notFound reports a path resolve could not follow.

@@ -1,17 +1,17 @@
 package manifests
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+	"sigs.k8s.io/kustomize/api/hasher"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/kustomize/api/types"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // builtinAPIVersion is the apiVersion of kustomize's statically linked
@@ -22,17 +22,10 @@ const builtinAPIVersion = "builtin"
 // or an executable).
 var functionAnnotations = []string{"config.kubernetes.io/function", "config.k8s.io/function"}
 
-// pluginConfig holds the fields of a builtin plugin's config that name files,
-// decoded the way kustomize decodes them (JSON field names, any case).
+// pluginConfig holds the fields of a builtin plugin's config that name files.
+// It is decoded the way each builtin decodes its own config (sigs.k8s.io/yaml,
+// JSON field names in any case), from the resource kustomize made of it.
 type pluginConfig struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Metadata   struct {
-		Name        string            `json:"name"`
-		Annotations map[string]string `json:"annotations"`
-	} `json:"metadata"`
-	Items []json.RawMessage `json:"items"`
-
 	Path           string   `json:"path"`           // PatchTransformer, PatchJson6902Transformer
 	Paths          []string `json:"paths"`          // PatchStrategicMergeTransformer
 	Patch          string   `json:"patch"`          // PatchTransformer, inline
@@ -44,6 +37,12 @@ type pluginConfig struct {
 	} `json:"replacements"` // ReplacementTransformer
 	types.KvPairSources // ConfigMapGenerator, SecretGenerator
 }
+
+// pluginResources parses plugin configs the way kustomize does, with its
+// own resource factory: kyaml reads apiVersion, kind, metadata and a List's
+// items by their exact keys, so a key that only case-folds onto one of them
+// (Kind with a Kelvin sign, itemſ) means nothing, here as there.
+var pluginResources = resmap.NewFactory(resource.NewFactory(&hasher.Hasher{}))
 
 // plugin handles a generators, transformers or validators entry: the config
 // of a plugin, inline or in a file. Only kustomize's builtin plugins may run,
@@ -76,64 +75,53 @@ func (l *loader) plugin(from *ref) error {
 
 // pluginConfigs checks each plugin config in data, found in file.
 func (l *loader) pluginConfigs(from *ref, file string, data []byte) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var doc any
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return &RenderError{Path: file, Reason: fmt.Sprintf("invalid %s config", from.field), Err: err}
-		}
-		if doc == nil {
-			continue
-		}
-		raw, err := json.Marshal(doc)
-		if err != nil {
-			return &RenderError{Path: file, Reason: fmt.Sprintf("invalid %s config", from.field), Err: err}
-		}
-		if err := l.pluginConfig(from, file, raw); err != nil {
+	m, err := pluginResources.NewResMapFromBytes(data)
+	if err != nil {
+		return &RenderError{Path: file, Reason: fmt.Sprintf("invalid %s config", from.field), Err: err}
+	}
+	for _, res := range m.Resources() {
+		if err := l.pluginConfig(from, file, res); err != nil {
 			return err
 		}
 	}
+	return nil
 }
 
-func (l *loader) pluginConfig(from *ref, file string, raw json.RawMessage) error {
-	var c pluginConfig
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return &RenderError{Path: file, Reason: fmt.Sprintf("invalid %s config", from.field), Err: err}
+func (l *loader) pluginConfig(from *ref, file string, res *resource.Resource) error {
+	gvk := res.GetGvk()
+	name := gvk.Kind
+	if n := res.GetName(); n != "" {
+		name += "/" + n
 	}
-	if strings.HasSuffix(c.Kind, "List") && c.Items != nil {
-		for _, item := range c.Items {
-			if err := l.pluginConfig(from, file, item); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	name := c.Kind
-	if c.Metadata.Name != "" {
-		name += "/" + c.Metadata.Name
-	}
+	annotations := res.GetAnnotations()
 	for _, a := range functionAnnotations {
-		if _, ok := c.Metadata.Annotations[a]; ok {
+		if _, ok := annotations[a]; ok {
 			return &RenderError{Path: file, Reason: fmt.Sprintf("%s %s is a KRM function; functions and other plugins are not allowed", from.field, name)}
 		}
 	}
-	if c.APIVersion != builtinAPIVersion {
-		return &RenderError{Path: file, Reason: fmt.Sprintf("%s %s (apiVersion %q) is not a builtin plugin; only apiVersion: builtin plugins are allowed", from.field, name, c.APIVersion)}
+	if gvk.Group != "" || gvk.Version != builtinAPIVersion {
+		return &RenderError{Path: file, Reason: fmt.Sprintf("%s %s (apiVersion %q) is not a builtin plugin; only apiVersion: builtin plugins are allowed", from.field, name, res.GetApiVersion())}
 	}
-	if c.Kind == "HelmChartInflationGenerator" {
+	if gvk.Kind == "HelmChartInflationGenerator" {
 		return &RenderError{Path: file, Reason: fmt.Sprintf("%s %s: Helm chart inflation is not supported; commit the rendered chart instead", from.field, name)}
 	}
-	if !slices.Contains(krusty.GetBuiltinPluginNames(), c.Kind) {
+	if !slices.Contains(krusty.GetBuiltinPluginNames(), gvk.Kind) {
 		return &RenderError{Path: file, Reason: fmt.Sprintf("%s %s is not a builtin plugin", from.field, name)}
+	}
+	// The builtin gets the resource as YAML and decodes it with
+	// sigs.k8s.io/yaml; so does this.
+	y, err := res.AsYAML()
+	if err != nil {
+		return &RenderError{Path: file, Reason: fmt.Sprintf("invalid %s config %s", from.field, name), Err: err}
+	}
+	var c pluginConfig
+	if err := sigsyaml.Unmarshal(y, &c); err != nil {
+		return &RenderError{Path: file, Reason: fmt.Sprintf("invalid %s config %s", from.field, name), Err: err}
 	}
 
 	// A plugin reads files relative to the kustomization that lists it.
 	r := func(field, value string) *ref {
-		return &ref{file: from.file, dir: from.dir, field: from.field + " " + name + " " + field, value: value}
+		return &ref{file: from.file, dir: from.dir, real: from.real, field: from.field + " " + name + " " + field, value: value}
 	}
 	for _, inline := range []string{c.Patch, c.Patches, c.JSONOp} {
 		if err := l.inline(file, from.field+" "+name+" patch", inline); err != nil {
@@ -162,7 +150,7 @@ func (l *loader) pluginConfig(from *ref, file string, raw json.RawMessage) error
 			}
 		}
 	}
-	return l.generatorSources(from.file, from.dir, from.field+" "+name+" ", c.KvPairSources)
+	return l.generatorSources(from, from.field+" "+name+" ", c.KvPairSources)
 }
 
 // inline checks YAML content written inside a file, such as an inline patch:

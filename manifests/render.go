@@ -7,14 +7,13 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/kustomize/kyaml/openapi"
 )
 
 // RenderOptions bounds what a render may read and produce. A zero field takes
@@ -25,6 +24,15 @@ type RenderOptions struct {
 	MaxFiles     int   // files read, default 10000
 	MaxObjects   int   // rendered objects, default 2000
 	MaxDepth     int   // YAML nesting depth, default 64
+
+	// RenderTimeout bounds kustomize's run, default 60s.
+	RenderTimeout time.Duration
+	// MaxRenderMemory bounds the memory of kustomize's run (the Go heap,
+	// stacks and runtime of the render process), default 1 GiB.
+	MaxRenderMemory int64
+	// MaxOutputSize bounds the rendered objects, encoded as JSON, default
+	// 64 MiB.
+	MaxOutputSize int64
 }
 
 // DefaultRenderOptions returns the limits Render uses when none are given.
@@ -35,6 +43,10 @@ func DefaultRenderOptions() RenderOptions {
 		MaxFiles:     10000,
 		MaxObjects:   2000,
 		MaxDepth:     64,
+
+		RenderTimeout:   60 * time.Second,
+		MaxRenderMemory: 1 << 30,
+		MaxOutputSize:   64 << 20,
 	}
 }
 
@@ -55,13 +67,24 @@ func (o RenderOptions) withDefaults() RenderOptions {
 	if o.MaxDepth <= 0 {
 		o.MaxDepth = d.MaxDepth
 	}
+	if o.RenderTimeout <= 0 {
+		o.RenderTimeout = d.RenderTimeout
+	}
+	if o.MaxRenderMemory <= 0 {
+		o.MaxRenderMemory = d.MaxRenderMemory
+	}
+	if o.MaxOutputSize <= 0 {
+		o.MaxOutputSize = d.MaxOutputSize
+	}
 	return o
 }
 
 // RenderError is a render failure that is the commit's fault: a bad or
 // hostile kustomization or file, or objects that cannot be put into a test
-// environment. Anything else Render or Overlay returns (a cancelled context,
-// a tree that cannot be read) is the infrastructure's fault.
+// environment, or a render over its limits. What the commit's tree holds but
+// cannot be read is the commit's fault too. Anything else Render or Overlay
+// returns (a cancelled context, a render worker that cannot be started) is
+// the infrastructure's fault.
 type RenderError struct {
 	// Path is the repository-relative path of the file at fault, usually the
 	// kustomization that holds the bad reference. Errors found by Overlay name
@@ -101,7 +124,18 @@ func (e *RenderError) Unwrap() error { return e.Err }
 // Only the checked files are copied into kustomize's in-memory file system,
 // so kustomize sees nothing else. Paths are resolved lexically from the
 // kustomization that names them, anywhere inside the tree (kustomize's
-// LoadRestrictionsRootOnly, with the tree as the root).
+// LoadRestrictionsRootOnly, with the tree as the root). A kustomization
+// reached through a directory symlink must name the same files from the
+// symlink's path as from its target, which is where a checkout reads them;
+// otherwise the render is refused, naming the symlink. Plugin configs are
+// read with kustomize's own parser, so a key that only case-folds onto kind
+// or items means nothing to the checks, as to kustomize. A file whose name
+// kustomize's in-memory file system refuses is a *RenderError.
+//
+// Kustomize then runs in a render worker (see MaybeRunWorker) bounded by
+// opts.RenderTimeout and opts.MaxRenderMemory; going over either is a
+// *RenderError that names the limit. Labels and annotations under
+// sluice.dev/ that Sluice owns are removed from the objects.
 //
 // The objects come back in kustomize's legacy order (or the order the
 // kustomization's sortOptions ask for), which is deterministic.
@@ -116,7 +150,7 @@ func Render(ctx context.Context, tree fs.FS, dir string, opts RenderOptions) ([]
 	if err != nil {
 		return nil, err
 	}
-	m, err := build(ctx, l.mem, dir, l.openAPI)
+	raw, err := renderInWorker(ctx, l.copied, dir, opts)
 	if err != nil {
 		var re *RenderError
 		if errors.As(err, &re) && re.Path == "" {
@@ -124,20 +158,18 @@ func Render(ctx context.Context, tree fs.FS, dir string, opts RenderOptions) ([]
 		}
 		return nil, err
 	}
-	if n := m.Size(); n > opts.MaxObjects {
+	if n := len(raw); n > opts.MaxObjects {
 		return nil, &RenderError{Path: kfile, Reason: fmt.Sprintf("renders %d objects, more than the limit of %d", n, opts.MaxObjects)}
 	}
-	objs := make([]*unstructured.Unstructured, 0, m.Size())
-	for _, r := range m.Resources() {
-		b, err := r.MarshalJSON()
-		if err != nil {
-			return nil, &RenderError{Path: kfile, Reason: fmt.Sprintf("encode %s", r.CurId()), Err: err}
-		}
+	objs := make([]*unstructured.Unstructured, 0, len(raw))
+	for i, b := range raw {
 		var obj map[string]any
 		if err := utiljson.Unmarshal(b, &obj); err != nil {
-			return nil, &RenderError{Path: kfile, Reason: fmt.Sprintf("decode %s", r.CurId()), Err: err}
+			return nil, &RenderError{Path: kfile, Reason: fmt.Sprintf("decode rendered object %d", i), Err: err}
 		}
-		objs = append(objs, &unstructured.Unstructured{Object: obj})
+		u := &unstructured.Unstructured{Object: obj}
+		stripSluiceMetadata(u)
+		objs = append(objs, u)
 	}
 	return objs, nil
 }
@@ -158,61 +190,82 @@ func cleanDir(dir string) (string, error) {
 	return clean, nil
 }
 
-// buildSlot serializes kustomize builds: kustomize keeps global state (the
-// OpenAPI schema) that concurrent builds race on. It is a channel rather than
-// a mutex so that waiting for it honours ctx.
-var buildSlot = make(chan struct{}, 1)
-
 // build runs kustomize on the in-memory file system, with plugins limited to
-// the statically linked builtins and Helm disabled. Everything it may read was
-// copied and checked by the loader; it has no way to the disk or the network
-// left because the loader refused every reference that would lead there.
+// the statically linked builtins and Helm disabled, and returns the rendered
+// objects as JSON. Everything it may read was copied and checked by the
+// loader; it has no way to the disk or the network left because the loader
+// refused every reference that would lead there, and the render process it
+// runs in has no HTTP transport and no programs to run (see worker.go).
 //
-// customSchema says the kustomization sets its own OpenAPI schema. Kustomize
-// keeps that in a global that its next build does not always reset, so it is
-// reset here: one commit's schema must not change how another renders.
-func build(ctx context.Context, mem filesys.FileSystem, dir string, customSchema bool) (resmap.ResMap, error) {
-	select {
-	case buildSlot <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	type result struct {
-		m   resmap.ResMap
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		defer func() { <-buildSlot }()
-		if customSchema {
-			defer openapi.ResetOpenAPI()
+// It runs in the render process only: kustomize keeps global state (the
+// OpenAPI schema a kustomization may set) that one commit must not leave to
+// the next, and its memory and time cannot be bounded inside the daemon.
+func build(mem filesys.FileSystem, dir string, maxObjects int) (objs [][]byte, err error) {
+	defer func() {
+		// Kustomize panics on some malformed input; that is the commit's
+		// fault.
+		if p := recover(); p != nil {
+			objs, err = nil, &RenderError{Reason: fmt.Sprintf("kustomize build panicked: %v", p)}
 		}
-		var r result
-		defer func() {
-			// Kustomize panics on some malformed input; that is the
-			// commit's fault, not a reason to take the daemon down.
-			if p := recover(); p != nil {
-				r = result{err: &RenderError{Reason: fmt.Sprintf("kustomize build panicked: %v", p)}}
-			}
-			done <- r
-		}()
-		k := krusty.MakeKustomizer(&krusty.Options{
-			Reorder:          krusty.ReorderOptionUnspecified,
-			LoadRestrictions: types.LoadRestrictionsNone, // the in-memory tree is the restriction
-			PluginConfig:     types.DisabledPluginConfig(),
-		})
-		m, err := k.Run(mem, path.Join("/", dir))
-		if err != nil {
-			err = &RenderError{Reason: "kustomize build", Err: err}
-		}
-		r = result{m: m, err: err}
 	}()
-	select {
-	case r := <-done:
-		return r.m, r.err
-	case <-ctx.Done():
-		// The build goes on in the background, bounded by the render
-		// limits, and frees the slot when it ends.
-		return nil, ctx.Err()
+	k := krusty.MakeKustomizer(&krusty.Options{
+		Reorder:          krusty.ReorderOptionUnspecified,
+		LoadRestrictions: types.LoadRestrictionsNone, // the in-memory tree is the restriction
+		PluginConfig:     types.DisabledPluginConfig(),
+	})
+	m, err := k.Run(mem, path.Join("/", dir))
+	if err != nil {
+		return nil, &RenderError{Reason: "kustomize build", Err: err}
+	}
+	if n := m.Size(); n > maxObjects {
+		return nil, &RenderError{Reason: fmt.Sprintf("renders %d objects, more than the limit of %d", n, maxObjects)}
+	}
+	for _, r := range m.Resources() {
+		b, err := r.MarshalJSON()
+		if err != nil {
+			return nil, &RenderError{Reason: fmt.Sprintf("encode %s", r.CurId()), Err: err}
+		}
+		objs = append(objs, b)
+	}
+	return objs, nil
+}
+
+// sluicePrefix is the prefix of the labels and annotations Sluice owns.
+const sluicePrefix = "sluice.dev/"
+
+// userFacing are the sluice.dev/ keys a commit sets on purpose: the label
+// that marks a test, and the annotation the simulated test cluster reads to
+// inject a failure (test/cluster).
+var userFacing = map[string]bool{
+	LabelTest:             true,
+	"sluice.dev/simulate": true,
+}
+
+// stripSluiceMetadata removes the labels and annotations Sluice owns from a
+// rendered object and its pod templates: a commit must not set Sluice's own
+// state, such as a keep-until on its test namespace or another gate's label.
+func stripSluiceMetadata(obj *unstructured.Unstructured) {
+	metas := [][]string{{"metadata"}}
+	for _, fields := range podTemplates[obj.GroupVersionKind().GroupKind()] {
+		metas = append(metas, append(append([]string(nil), fields...), "metadata"))
+	}
+	for _, meta := range metas {
+		for _, field := range []string{"labels", "annotations"} {
+			at := append(append([]string(nil), meta...), field)
+			m, found, err := unstructured.NestedMap(obj.Object, at...)
+			if err != nil || !found {
+				continue
+			}
+			changed := false
+			for k := range m {
+				if strings.HasPrefix(k, sluicePrefix) && !userFacing[k] {
+					delete(m, k)
+					changed = true
+				}
+			}
+			if changed {
+				_ = unstructured.SetNestedMap(obj.Object, m, at...)
+			}
+		}
 	}
 }

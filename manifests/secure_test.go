@@ -57,7 +57,7 @@ func TestRenderFetchesNothing(t *testing.T) {
 		if err := mem.WriteFile("/env/kustomization.yaml", []byte(k)); err != nil {
 			t.Fatal(err)
 		}
-		_, err := build(context.Background(), mem, "env", false)
+		_, err := build(mem, "env", 1000)
 		if err == nil {
 			t.Fatal("kustomize built a remote base with a failing git")
 		}

@@ -87,7 +87,7 @@ func TestHostileRepositories(t *testing.T) {
 	}
 	var dirs, names []string
 	for _, e := range entries {
-		if e.IsDir() {
+		if e.IsDir() && !hostileRenderCases()[e.Name()] { // those are TestHostileRender's
 			dirs = append(dirs, e.Name())
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sluice-gitops/sluice/manifests"
 )
 
 // version is set by the linker (-X main.version=...).
@@ -28,6 +30,7 @@ Run 'sluice COMMAND -h' for the flags of a command.
 `
 
 func main() {
+	manifests.MaybeRunWorker() // a render runs in a copy of this process
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
