@@ -26,6 +26,9 @@ const (
 	// AnnotationCreatedAt holds when the test namespace was made (RFC 3339),
 	// so leftovers can be told by age.
 	AnnotationCreatedAt = "sluice.dev/created-at"
+
+	// sluicePrefix starts every label and annotation key that is Sluice's.
+	sluicePrefix = "sluice.dev/"
 )
 
 // ClusterScopedPolicy says what a test environment does with cluster-scoped
@@ -44,10 +47,11 @@ type OverlayOptions struct {
 	Commit    string            // full sha of the queued commit, value of LabelCommit
 	Labels    map[string]string // extra labels; Sluice's own win over them
 	// IsNamespaced tells the scope of a kind, usually from the cluster's
-	// RESTMapper. CRDs in the rendering are asked first, since the cluster
-	// may not know them yet; a kind the function does not know (a
-	// meta.NoKindMatchError) falls back to the built-in table. nil means the
-	// built-in table of well-known kinds, with unknown kinds namespaced.
+	// RESTMapper, and is asked first: the scope of a kind the cluster serves
+	// comes from the cluster. For a kind it does not serve (a
+	// meta.NoKindMatchError), the built-in table of well-known cluster-scoped
+	// kinds is asked, then the CRDs in the rendering; any other kind is
+	// namespaced. nil means the same without the cluster.
 	IsNamespaced func(gvk schema.GroupVersionKind) (bool, error)
 	// ClusterScoped is what to do with cluster-scoped objects; "" means
 	// ClusterScopedDryRun.
@@ -298,6 +302,15 @@ func testNamespaceObject(opts OverlayOptions, labels map[string]string, original
 		l = merge(l, o.GetLabels())
 		a = merge(a, o.GetAnnotations())
 	}
+	// Sluice's own keys on the test namespace are Sluice's alone: a commit's
+	// Namespace must not set sluice.dev/keep-until (kept forever) or a gate.
+	for _, m := range []map[string]string{l, a} {
+		for k := range m {
+			if strings.HasPrefix(k, sluicePrefix) {
+				delete(m, k)
+			}
+		}
+	}
 	delete(l, "kubernetes.io/metadata.name") // the API server sets it to the name
 	delete(a, "kubectl.kubernetes.io/last-applied-configuration")
 	now := time.Now
@@ -346,10 +359,12 @@ func newScoper(objs []*unstructured.Unstructured, lookup func(schema.GroupVersio
 	return s
 }
 
+// isNamespaced asks the cluster first: a kind it serves has the scope it
+// serves it with, whatever a rendered CRD says. A rendered CRD is consulted
+// only for a kind the cluster does not serve (yet), and never for a
+// well-known built-in kind: a commit cannot declare ClusterRoleBinding
+// "Namespaced" and have it applied, cluster-wide, as if it were.
 func (s *scoper) isNamespaced(gvk schema.GroupVersionKind) (bool, error) {
-	if namespaced, ok := s.crds[gvk.GroupKind()]; ok {
-		return namespaced, nil
-	}
 	if s.lookup != nil {
 		namespaced, err := s.lookup(gvk)
 		if err == nil {
@@ -359,7 +374,13 @@ func (s *scoper) isNamespaced(gvk schema.GroupVersionKind) (bool, error) {
 			return false, fmt.Errorf("find the scope of %s: %w", gvk.Kind, err)
 		}
 	}
-	return !clusterScoped[gvk.GroupKind()], nil
+	if clusterScoped[gvk.GroupKind()] {
+		return false, nil
+	}
+	if namespaced, ok := s.crds[gvk.GroupKind()]; ok {
+		return namespaced, nil
+	}
+	return true, nil
 }
 
 // clusterScoped lists the well-known cluster-scoped kinds of Kubernetes.

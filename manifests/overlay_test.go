@@ -246,8 +246,6 @@ metadata:
 					switch gvk.Kind {
 					case "Gadget":
 						return false, nil // cluster-scoped in this cluster
-					case "Widget":
-						t.Errorf("IsNamespaced asked about Widget, which the rendering defines")
 					}
 					if gvk.Group == "example.com" {
 						return false, &meta.NoKindMatchError{GroupKind: gvk.GroupKind()}
@@ -453,4 +451,115 @@ func one(t *testing.T, doc string) *unstructured.Unstructured {
 		t.Fatalf("want one object, got %d", len(objs))
 	}
 	return objs[0]
+}
+
+// A rendered CRD may say anything about a kind's scope; the cluster, or for
+// the well-known kinds the built-in table, decides. Otherwise a commit
+// declaring ClusterRoleBinding "Namespaced" has it applied cluster-wide.
+func TestOverlayScopeComesFromTheClusterNotFromRenderedCRDs(t *testing.T) {
+	in := objects(t, `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: clusterrolebindings.rbac.authorization.k8s.io}
+spec:
+  group: rbac.authorization.k8s.io
+  scope: Namespaced
+  names: {kind: ClusterRoleBinding, plural: clusterrolebindings}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Gadget, plural: gadgets}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Cluster
+  names: {kind: Widget, plural: widgets}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: everyone-admin}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: Group, name: "system:authenticated", apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: example.com/v1
+kind: Gadget
+metadata: {name: small}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: big}
+`)
+	served := func(gvk schema.GroupVersionKind) (bool, error) {
+		switch gvk.GroupKind() {
+		case schema.GroupKind{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"},
+			schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"},
+			schema.GroupKind{Group: "example.com", Kind: "Gadget"}: // served, cluster-scoped, unlike its rendered CRD
+			return false, nil
+		}
+		return false, &meta.NoKindMatchError{GroupKind: gvk.GroupKind()}
+	}
+	tests := []struct {
+		name         string
+		isNamespaced func(schema.GroupVersionKind) (bool, error)
+		wantObjects  []string
+	}{
+		{name: "the cluster serves the kinds", isNamespaced: served, wantObjects: nil},
+		{name: "no cluster: the built-in table beats a rendered CRD", isNamespaced: nil, wantObjects: []string{"Gadget/small"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, err := Overlay(in, OverlayOptions{Namespace: "sluice-staging-1a2b3c4", Gate: "staging", Commit: sha, IsNamespaced: tt.isNamespaced})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, o := range env.Objects {
+				got = append(got, o.GetKind()+"/"+o.GetName())
+			}
+			if diff := cmp.Diff(tt.wantObjects, got); diff != "" {
+				t.Errorf("objects applied into the namespace (-want +got):\n%s", diff)
+			}
+			scoped := map[string]bool{}
+			for _, o := range env.ClusterScoped {
+				scoped[o.GetKind()+"/"+o.GetName()] = true
+			}
+			for _, want := range []string{"ClusterRoleBinding/everyone-admin", "Widget/big"} {
+				if !scoped[want] {
+					t.Errorf("%s is not taken as cluster-scoped (dry-run only); cluster-scoped: %v", want, scoped)
+				}
+			}
+		})
+	}
+}
+
+// The test namespace keeps a commit's Namespace labels and annotations,
+// except Sluice's own: a commit cannot keep its namespace forever.
+func TestOverlayNamespaceDropsSluiceKeysOfTheCommit(t *testing.T) {
+	in := objects(t, `
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: staging
+  labels: {sluice.dev/gate: other, sluice.dev/test: "true", team: web}
+  annotations: {sluice.dev/keep-until: "2999-01-01T00:00:00Z", sluice.dev/created-at: "2999-01-01T00:00:00Z", owner: web}
+`)
+	env, err := Overlay(in, OverlayOptions{Namespace: "sluice-staging-1a2b3c4", Gate: "staging", Commit: sha, Now: func() time.Time { return created }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAnn := map[string]string{"owner": "web", AnnotationCreatedAt: "2025-03-01T12:00:00Z"}
+	if diff := cmp.Diff(wantAnn, env.Namespace.GetAnnotations()); diff != "" {
+		t.Errorf("annotations (-want +got):\n%s", diff)
+	}
+	wantLabels := map[string]string{"team": "web", LabelGate: "staging", LabelCommit: sha, LabelManagedBy: ManagedByValue}
+	if diff := cmp.Diff(wantLabels, env.Namespace.GetLabels()); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
 }
