@@ -312,6 +312,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		return &Error{File: f, Line: top("gates"), Field: "gates", Msg: "at least one gate is required"}
 	}
 	names := map[string]bool{}
+	namespaces := map[string]string{} // test namespace prefix -> gate
 	targets := map[string]string{}
 	for i := range c.Gates {
 		g := &c.Gates[i]
@@ -326,6 +327,14 @@ func (c *Config) validate(root *yaml.Node) error {
 			return fail("name", fmt.Sprintf("gate %q is defined twice", g.Name))
 		}
 		names[g.Name] = true
+		// Test namespaces are named from the gate's name with runs of '-'
+		// collapsed: two gates whose names make the same namespace would
+		// share (and remove) each other's test namespaces.
+		ns := manifests.TestNamespace(g.Name, "")
+		if other, ok := namespaces[ns]; ok {
+			return fail("name", fmt.Sprintf("gate %q would share its test namespaces (%s-<sha>) with gate %q; rename one", g.Name, ns, other))
+		}
+		namespaces[ns] = g.Name
 		if g.Path == "" {
 			return fail("path", "required")
 		}

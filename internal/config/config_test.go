@@ -142,6 +142,20 @@ func TestParseRejectsBadInput(t *testing.T) {
 			want: `gates[1].name: gate "staging" is defined twice`,
 		},
 		{
+			name: "gate names that make the same test namespace are rejected",
+			edit: func(s string) string {
+				return strings.Replace(s, "- name: staging", "- name: team-a", 1) + "  - name: team--a\n    path: environments/other\n    targetBranch: other\n"
+			},
+			want: `sluice.yaml:15: gates[1].name: gate "team--a" would share its test namespaces (sluice-team-a-<sha>) with gate "team-a"`,
+		},
+		{
+			name: "a gate name with a dash run beside another is rejected in either order",
+			edit: func(s string) string {
+				return strings.Replace(s, "- name: staging", "- name: web---1", 1) + "  - name: web-1\n    path: environments/other\n    targetBranch: other\n"
+			},
+			want: `gates[1].name: gate "web-1" would share its test namespaces (sluice-web-1-<sha>) with gate "web---1"`,
+		},
+		{
 			name: "a gate name that cannot make a namespace is rejected",
 			edit: func(s string) string { return strings.Replace(s, "name: staging", "name: Staging_1", 1) },
 			want: `gates[0].name: "Staging_1" must be lower-case`,
