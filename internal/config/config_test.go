@@ -45,6 +45,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"author":   c.Repository.Author.Name,
 		"userEnv":  c.Repository.Credentials.PasswordEnv,
 		"gateLine": g.Line(),
+		"applyAt":  g.ApplyConcurrency,
 	}
 	want := map[string]any{
 		"source":   "main",
@@ -61,6 +62,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"author":   "Sluice",
 		"userEnv":  "SLUICE_GIT_TOKEN",
 		"gateLine": 7,
+		"applyAt":  10,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
@@ -140,6 +142,11 @@ func TestParseRejectsBadInput(t *testing.T) {
 				return s + "  - name: staging\n    path: environments/other\n    targetBranch: other\n"
 			},
 			want: `gates[1].name: gate "staging" is defined twice`,
+		},
+		{
+			name: "an apply concurrency out of range is rejected",
+			edit: func(s string) string { return s + "    applyConcurrency: 1000\n" },
+			want: "sluice.yaml:7: gates[0].applyConcurrency: 1000: want 1 to 100",
 		},
 		{
 			name: "gate names that make the same test namespace are rejected",
