@@ -339,12 +339,18 @@ func objectName(obj *unstructured.Unstructured) string {
 
 // scoper tells whether a kind is namespaced.
 type scoper struct {
-	crds   map[schema.GroupKind]bool // from CRDs in the rendering
+	crds   map[schema.GroupKind]renderedCRD // from CRDs in the rendering
 	lookup func(schema.GroupVersionKind) (bool, error)
 }
 
+// renderedCRD is what a CRD of the rendering says about its kind.
+type renderedCRD struct {
+	name       string // Kind/name of the CRD, for errors
+	namespaced bool
+}
+
 func newScoper(objs []*unstructured.Unstructured, lookup func(schema.GroupVersionKind) (bool, error)) *scoper {
-	s := &scoper{crds: map[schema.GroupKind]bool{}, lookup: lookup}
+	s := &scoper{crds: map[schema.GroupKind]renderedCRD{}, lookup: lookup}
 	for _, o := range objs {
 		if o == nil || o.GroupVersionKind().GroupKind() != (schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}) {
 			continue
@@ -353,7 +359,7 @@ func newScoper(objs []*unstructured.Unstructured, lookup func(schema.GroupVersio
 		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
 		scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
 		if kind != "" {
-			s.crds[schema.GroupKind{Group: group, Kind: kind}] = scope != "Cluster"
+			s.crds[schema.GroupKind{Group: group, Kind: kind}] = renderedCRD{name: objectName(o), namespaced: scope != "Cluster"}
 		}
 	}
 	return s
@@ -363,24 +369,41 @@ func newScoper(objs []*unstructured.Unstructured, lookup func(schema.GroupVersio
 // serves it with, whatever a rendered CRD says. A rendered CRD is consulted
 // only for a kind the cluster does not serve (yet), and never for a
 // well-known built-in kind: a commit cannot declare ClusterRoleBinding
-// "Namespaced" and have it applied, cluster-wide, as if it were.
+// "Namespaced" and have it applied, cluster-wide, as if it were. A rendered
+// CRD that contradicts the scope the cluster (or the built-in table) gives
+// its kind is a *RenderError: the API server would never serve it so (a
+// CRD's scope cannot change, and a built-in kind is not a CRD's).
 func (s *scoper) isNamespaced(gvk schema.GroupVersionKind) (bool, error) {
+	crd, declared := s.crds[gvk.GroupKind()]
+	known := func(namespaced bool, by string) (bool, error) {
+		if declared && crd.namespaced != namespaced {
+			return false, &RenderError{Path: crd.name, Reason: fmt.Sprintf("field spec.scope declares %s %s, but %s it %s", gvk.GroupKind(), scopeName(crd.namespaced), by, scopeName(namespaced))}
+		}
+		return namespaced, nil
+	}
 	if s.lookup != nil {
 		namespaced, err := s.lookup(gvk)
 		if err == nil {
-			return namespaced, nil
+			return known(namespaced, "the cluster serves")
 		}
 		if !meta.IsNoMatchError(err) {
 			return false, fmt.Errorf("find the scope of %s: %w", gvk.Kind, err)
 		}
 	}
 	if clusterScoped[gvk.GroupKind()] {
-		return false, nil
+		return known(false, "Kubernetes defines")
 	}
-	if namespaced, ok := s.crds[gvk.GroupKind()]; ok {
-		return namespaced, nil
+	if declared {
+		return crd.namespaced, nil
 	}
 	return true, nil
+}
+
+func scopeName(namespaced bool) string {
+	if namespaced {
+		return "Namespaced"
+	}
+	return "Cluster"
 }
 
 // clusterScoped lists the well-known cluster-scoped kinds of Kubernetes.

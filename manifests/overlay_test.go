@@ -453,69 +453,90 @@ func one(t *testing.T, doc string) *unstructured.Unstructured {
 	return objs[0]
 }
 
-// A rendered CRD may say anything about a kind's scope; the cluster, or for
-// the well-known kinds the built-in table, decides. Otherwise a commit
-// declaring ClusterRoleBinding "Namespaced" has it applied cluster-wide.
+// A rendered CRD is asked about a kind only when the cluster does not serve
+// it; one that contradicts the scope the cluster (or, without a cluster,
+// Kubernetes) gives a kind is refused, naming the CRD and its field.
+// Otherwise a commit declaring ClusterRoleBinding "Namespaced" would have
+// it applied into the test namespace, which the API server ignores for a
+// cluster-scoped kind: created cluster-wide.
 func TestOverlayScopeComesFromTheClusterNotFromRenderedCRDs(t *testing.T) {
-	in := objects(t, `
+	crd := func(group, kind, scope string) string {
+		return `
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: clusterrolebindings.rbac.authorization.k8s.io}
+metadata: {name: ` + strings.ToLower(kind) + `s.` + group + `}
 spec:
-  group: rbac.authorization.k8s.io
-  scope: Namespaced
-  names: {kind: ClusterRoleBinding, plural: clusterrolebindings}
+  group: ` + group + `
+  scope: ` + scope + `
+  names: {kind: ` + kind + `, plural: ` + strings.ToLower(kind) + `s}
 ---
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: gadgets.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {kind: Gadget, plural: gadgets}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  scope: Cluster
-  names: {kind: Widget, plural: widgets}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: everyone-admin}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
-subjects: [{kind: Group, name: "system:authenticated", apiGroup: rbac.authorization.k8s.io}]
----
-apiVersion: example.com/v1
-kind: Gadget
-metadata: {name: small}
----
-apiVersion: example.com/v1
-kind: Widget
-metadata: {name: big}
-`)
+apiVersion: ` + group + `/v1
+kind: ` + kind + `
+metadata: {name: ` + strings.ToLower(kind) + `-1}
+`
+	}
 	served := func(gvk schema.GroupVersionKind) (bool, error) {
 		switch gvk.GroupKind() {
 		case schema.GroupKind{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"},
+			schema.GroupKind{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"},
 			schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"},
-			schema.GroupKind{Group: "example.com", Kind: "Gadget"}: // served, cluster-scoped, unlike its rendered CRD
+			schema.GroupKind{Group: "example.com", Kind: "Gadget"}:
 			return false, nil
 		}
 		return false, &meta.NoKindMatchError{GroupKind: gvk.GroupKind()}
 	}
 	tests := []struct {
-		name         string
-		isNamespaced func(schema.GroupVersionKind) (bool, error)
-		wantObjects  []string
+		name          string
+		in            string
+		isNamespaced  func(schema.GroupVersionKind) (bool, error)
+		wantErr       string
+		wantNamespace []string // objects moved into the test namespace
 	}{
-		{name: "the cluster serves the kinds", isNamespaced: served, wantObjects: nil},
-		{name: "no cluster: the built-in table beats a rendered CRD", isNamespaced: nil, wantObjects: []string{"Gadget/small"}},
+		{
+			name:         "a served built-in kind declared Namespaced",
+			in:           crd("rbac.authorization.k8s.io", "ClusterRoleBinding", "Namespaced"),
+			isNamespaced: served,
+			wantErr:      "CustomResourceDefinition/clusterrolebindings.rbac.authorization.k8s.io: field spec.scope declares ClusterRoleBinding.rbac.authorization.k8s.io Namespaced, but the cluster serves it Cluster",
+		},
+		{
+			name:         "another served built-in kind declared Namespaced",
+			in:           crd("rbac.authorization.k8s.io", "ClusterRole", "Namespaced"),
+			isNamespaced: served,
+			wantErr:      "but the cluster serves it Cluster",
+		},
+		{
+			name:    "a built-in kind declared Namespaced, without a cluster",
+			in:      crd("rbac.authorization.k8s.io", "ClusterRoleBinding", "Namespaced"),
+			wantErr: "but Kubernetes defines it Cluster",
+		},
+		{
+			name:         "a served custom kind declared with another scope",
+			in:           crd("example.com", "Gadget", "Namespaced"),
+			isNamespaced: served,
+			wantErr:      "declares Gadget.example.com Namespaced, but the cluster serves it Cluster",
+		},
+		{
+			name:          "a kind the cluster does not serve takes its rendered CRD's scope",
+			in:            crd("example.com", "Widget", "Namespaced"),
+			isNamespaced:  served,
+			wantNamespace: []string{"Widget/widget-1"},
+		},
+		{
+			name:         "a cluster-scoped kind the cluster does not serve yet stays out of the namespace",
+			in:           crd("example.com", "Widget", "Cluster"),
+			isNamespaced: served,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env, err := Overlay(in, OverlayOptions{Namespace: "sluice-staging-1a2b3c4", Gate: "staging", Commit: sha, IsNamespaced: tt.isNamespaced})
+			env, err := Overlay(objects(t, tt.in), OverlayOptions{Namespace: "sluice-staging-1a2b3c4", Gate: "staging", Commit: sha, IsNamespaced: tt.isNamespaced})
+			if tt.wantErr != "" {
+				var re *RenderError
+				if !errors.As(err, &re) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Overlay = %v, want a RenderError containing %q", err, tt.wantErr)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -523,17 +544,8 @@ metadata: {name: big}
 			for _, o := range env.Objects {
 				got = append(got, o.GetKind()+"/"+o.GetName())
 			}
-			if diff := cmp.Diff(tt.wantObjects, got); diff != "" {
+			if diff := cmp.Diff(tt.wantNamespace, got); diff != "" {
 				t.Errorf("objects applied into the namespace (-want +got):\n%s", diff)
-			}
-			scoped := map[string]bool{}
-			for _, o := range env.ClusterScoped {
-				scoped[o.GetKind()+"/"+o.GetName()] = true
-			}
-			for _, want := range []string{"ClusterRoleBinding/everyone-admin", "Widget/big"} {
-				if !scoped[want] {
-					t.Errorf("%s is not taken as cluster-scoped (dry-run only); cluster-scoped: %v", want, scoped)
-				}
 			}
 		})
 	}
