@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-gitops/sluice/manifests"
+	"github.com/sluice-gitops/sluice/reconcile"
+	"github.com/sluice-gitops/sluice/test/cluster"
+)
+
+// deploymentWith is a valid Deployment with extra lines added to its spec.
+func deploymentWith(name, specLines string) string {
+	return `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ` + name + `}
+spec:
+` + specLines + `  selector: {matchLabels: {app: ` + name + `}}
+  template:
+    metadata: {labels: {app: ` + name + `}}
+    spec:
+      containers: [{name: web, image: registry.example.com/web:v1}]
+`
+}
+
+func parseObject(t testing.TB, doc string) *unstructured.Unstructured {
+	t.Helper()
+	m := map[string]any{}
+	if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	return &unstructured.Unstructured{Object: m}
+}
+
+// TestAPIServerAnswersToManifestMistakes is a probe of the real API server:
+// ordinary mistakes in a manifest, each applied the way Sluice applies a
+// candidate. Every one must be the commit's fault (a reconcile.Fault) whose
+// message names the object and the field, whatever status the API server
+// answers with: five of these come back as HTTP 500 without a reason, which
+// Sluice once took for an outage and retried forever. The raw answers are
+// logged; a future API server that words them differently fails this test.
+func TestAPIServerAnswersToManifestMistakes(t *testing.T) {
+	c := cluster.Require(t)
+	ctx := t.Context()
+	env, err := reconcile.NewCluster(c.Config, c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := client.New(c.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := "probe" + randHex(3) + ".example.com"
+	crd := parseObject(t, `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gizmos.`+group+`}
+spec:
+  group: `+group+`
+  scope: Namespaced
+  names: {kind: Gizmo, plural: gizmos, singular: gizmo, listKind: GizmoList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+              color: {type: string, enum: [red, blue]}
+`)
+	if err := raw.Create(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Delete(context.Background(), crd) })
+	gizmo := func(spec string) string {
+		return "apiVersion: " + group + "/v1\nkind: Gizmo\nmetadata: {name: g}\nspec: " + spec + "\n"
+	}
+	waitServed(t, env, raw, gizmo("{size: 1}"))
+
+	tests := []struct {
+		name string
+		doc  string
+		want []string // in the fault's message
+	}{
+		{"a string where a number goes", deploymentWith("web", "  replicas: \"two\"\n"), []string{"Deployment/", "/web", ".spec.replicas", "expected numeric"}},
+		{"an unknown field", deploymentWith("web", "  bogus: 1\n"), []string{"Deployment/", ".spec.bogus", "not declared in schema"}},
+		{"a list where a map goes", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: [a, b]\n", []string{"ConfigMap/", ".data", "expected map"}},
+		{"a number where a string goes", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: 1}\n", []string{"ConfigMap/", ".data.a", "expected string"}},
+		{"a string port", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: eighty}]}\n", []string{"Service/", ".port", "expected numeric"}},
+		{"a duplicate list key", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}, {port: 80}]}\n", []string{"Service/", ".spec.ports", "duplicate entries"}},
+		{"a value out of range", deploymentWith("web", "  replicas: -3\n"), []string{"Deployment", "web", "spec.replicas", "greater than or equal to 0"}},
+		{"a bad label value", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {team: 'web team!'}}\n", []string{"ConfigMap", "metadata.labels", "web team!"}},
+		{"an invalid name", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Web_Config}\n", []string{"ConfigMap", "Web_Config", "metadata.name"}},
+		{"a missing required field", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {template: {spec: {containers: [{name: a, image: b}]}}}\n", []string{"Deployment", "spec.selector", "Required value"}},
+		{"an apiVersion the cluster does not serve", "apiVersion: apps/v9\nkind: Deployment\nmetadata: {name: web}\n", []string{"Deployment", "apps/v9"}},
+		{"a custom resource with a string where its schema wants an integer", gizmo("{size: big}"), []string{"Gizmo/", ".spec.size", "expected numeric"}},
+		{"a custom resource below its schema's minimum", gizmo("{size: 0}"), []string{"Gizmo", "spec.size", "greater than or equal to 1"}},
+		{"a custom resource outside its schema's enum", gizmo("{size: 1, color: green}"), []string{"Gizmo", "spec.color", "green"}},
+		{"a custom resource without a required field", gizmo("{color: red}"), []string{"Gizmo", "spec.size", "Required value"}},
+	}
+	probe := "probe-" + randHex(3)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj := parseObject(t, tt.doc)
+			commit := fmt.Sprintf("%02x", i%256) + randHex(19)
+			ns := manifests.TestNamespace(probe, commit)
+
+			// What the API server answers to a plain server-side apply.
+			rawObj := obj.DeepCopy()
+			scratch := "scratch-" + ns
+			if err := raw.Create(ctx, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": scratch}}}); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				_ = raw.Delete(context.Background(), &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": scratch}}})
+			}()
+			rawObj.SetNamespace(scratch)
+			rerr := raw.Patch(ctx, rawObj, client.Apply, client.FieldOwner("probe"), client.ForceOwnership)
+			var status apierrors.APIStatus
+			if errors.As(rerr, &status) {
+				s := status.Status()
+				t.Logf("API server: HTTP %d, reason %q: %s", s.Code, s.Reason, s.Message)
+			} else {
+				t.Logf("client: %v", rerr)
+			}
+			if rerr == nil {
+				t.Fatalf("the API server accepted it: not a mistake this probe can use")
+			}
+
+			// What Sluice makes of it.
+			_, err := env.Test(ctx, reconcile.TestSpec{
+				Gate: probe, Commit: commit, Namespace: ns,
+				Objects:      []*unstructured.Unstructured{obj},
+				ApplyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second, TestsTimeout: 30 * time.Second,
+				Until: reconcile.StepApply,
+			}, nil)
+			if !reconcile.IsFault(err) {
+				t.Fatalf("Sluice: %v (%T); want the commit's fault", err, err)
+			}
+			t.Logf("Sluice: %v", err)
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("the fault does not name %q: %v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// waitServed waits until the cluster serves a newly created CRD's kind.
+func waitServed(t *testing.T, env *reconcile.Cluster, raw client.Client, doc string) {
+	t.Helper()
+	obj := parseObject(t, doc)
+	obj.SetNamespace("default")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := raw.Patch(t.Context(), obj.DeepCopy(), client.Apply, client.FieldOwner("probe"), client.DryRunAll)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not served: %v", obj.GetKind(), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// servicesEnvironment renders n services, a Deployment and a Service each.
+func servicesEnvironment(t testing.TB, n int) []*unstructured.Unstructured {
+	var objs []*unstructured.Unstructured
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("svc-%03d", i)
+		objs = append(objs,
+			&unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": name},
+				"spec": map[string]any{
+					"replicas": int64(1),
+					"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+					"template": map[string]any{
+						"metadata": map[string]any{"labels": map[string]any{"app": name}},
+						"spec":     map[string]any{"containers": []any{map[string]any{"name": "app", "image": "registry.example.com/" + name + ":v1"}}},
+					},
+				},
+			}},
+			&unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "v1", "kind": "Service", "metadata": map[string]any{"name": name},
+				"spec": map[string]any{
+					"selector": map[string]any{"app": name},
+					"ports":    []any{map[string]any{"port": int64(80)}},
+				},
+			}},
+		)
+	}
+	return objs
+}
+
+// BenchmarkApply100 applies a 100-service environment (200 objects) into a
+// test namespace and waits for it to be healthy, with the client the daemon
+// makes (NewCluster given a kubeconfig without a rate limit of its own):
+//
+//	SLUICE_TOOLS_DIR=/work/main/bin go test -run '^$' -bench Apply100 -benchtime 3x ./test/e2e
+func BenchmarkApply100(b *testing.B) {
+	c := cluster.Require(b)
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = 0, 0 // as loaded from a kubeconfig file
+	env, err := reconcile.NewCluster(cfg, c.Kubeconfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	objs := servicesEnvironment(b, 100)
+	gate := "bench-" + randHex(3)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		commit := fmt.Sprintf("%02x", i%256) + randHex(19)
+		durations, err := env.Test(b.Context(), reconcile.TestSpec{
+			Gate: gate, Commit: commit, Namespace: manifests.TestNamespace(gate, commit),
+			Objects:      objs,
+			ApplyTimeout: 10 * time.Minute, HealthTimeout: 10 * time.Minute, TestsTimeout: time.Minute,
+		}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(durations[reconcile.StepApply].Seconds(), "apply-s/op")
+		b.ReportMetric(durations[reconcile.StepHealth].Seconds(), "health-s/op")
+	}
+	b.StopTimer()
+	// Let the namespaces go before the next benchmark or test.
+	kube := c.Client(b)
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		list, err := kube.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{LabelSelector: manifests.LabelGate + "=" + gate})
+		if err != nil || len(list.Items) == 0 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+}
+
