@@ -252,3 +252,119 @@ func BenchmarkApply100(b *testing.B) {
 	}
 }
 
+
+// scopeOverride is a CRD that declares a built-in cluster-scoped kind
+// "Namespaced", and an object of that kind: were the CRD believed, the
+// object would be applied into the test namespace, and the API server,
+// which ignores the namespace of a cluster-scoped kind, would create it
+// cluster-wide.
+func scopeOverride(kind, plural, object string) string {
+	return `---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: ` + plural + `.rbac.authorization.k8s.io
+  annotations: {api-approved.kubernetes.io: "https://github.com/kubernetes/kubernetes/pull/1"}
+spec:
+  group: rbac.authorization.k8s.io
+  scope: Namespaced
+  names: {kind: ` + kind + `, plural: ` + plural + `}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+` + object
+}
+
+// TestClusterRefusalsAreFailedAndRevertedOnce pushes commits the cluster
+// refuses, through the real queue: schema errors the API server answers
+// with HTTP 500 and no reason, and CRDs that declare a built-in
+// cluster-scoped kind Namespaced. Each is failed once (never retried),
+// with a reason naming the object and field, reverted once; nothing
+// cluster-scoped is created; the next commit is tested normally.
+func TestClusterRefusalsAreFailedAndRevertedOnce(t *testing.T) {
+	s := newScenario(t, scenarioOptions{})
+	ctx := t.Context()
+	suffix := randHex(3)
+	_, a := version("a", "v2")
+	_, b := version("b", "v2")
+	svcZ := s.file("main", "services/z/service.yaml")
+	svcA := s.file("main", "services/a/service.yaml")
+	svcB := s.file("main", "services/b/service.yaml")
+	depZ := s.file("main", "services/z/deployment.yaml")
+	binding, role := "everyone-admin-"+suffix, "all-powerful-"+suffix
+
+	cases := []struct {
+		name   string
+		commit string
+		want   []string
+	}{
+		{"a string where a number goes (HTTP 500)", s.push("Berlin", "scale A to two",
+			"environments/staging/versions/a.yaml", strings.Replace(a, "spec:\n  template:", "spec:\n  replicas: \"two\"\n  template:", 1)),
+			[]string{"Deployment/", "/a", "field .spec.replicas", "expected numeric"}},
+		{"an unknown field (HTTP 500)", s.push("London", "B with a field Kubernetes does not have",
+			"environments/staging/versions/b.yaml", strings.Replace(b, "spec:\n  template:", "spec:\n  replicass: 2\n  template:", 1)),
+			[]string{"Deployment/", "/b", "field .spec.replicass", "not declared in schema"}},
+		{"a string port (HTTP 500)", s.push("New York", "Z's port by name",
+			"services/z/service.yaml", strings.Replace(svcZ, "port: 80", "port: eighty", 1)),
+			[]string{"Service/", "/z", ".port", "expected numeric"}},
+		{"a list where a map goes (HTTP 500)", s.push("Berlin", "A's settings",
+			"services/a/service.yaml", svcA+"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a-settings}\ndata: [debug, verbose]\n"),
+			[]string{"ConfigMap/", "a-settings", "field .data", "expected map"}},
+		{"a CRD declaring ClusterRoleBinding Namespaced", s.push("London", "B's operator access",
+			"services/b/service.yaml", svcB+scopeOverride("ClusterRoleBinding", "clusterrolebindings", `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: `+binding+`}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: Group, name: "system:authenticated", apiGroup: rbac.authorization.k8s.io}]
+`)),
+			[]string{"CustomResourceDefinition/clusterrolebindings.rbac.authorization.k8s.io", "spec.scope", "the cluster serves it Cluster"}},
+		{"a CRD declaring ClusterRole Namespaced", s.push("New York", "Z's reader role",
+			"services/z/deployment.yaml", depZ+scopeOverride("ClusterRole", "clusterroles", `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: `+role+`}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+`)),
+			[]string{"CustomResourceDefinition/clusterroles.rbac.authorization.k8s.io", "spec.scope", "the cluster serves it Cluster"}},
+	}
+	good := s.push("Berlin", "bump A to v3", pair(version("a", "v3"))...)
+
+	if r := s.runOnce(); r.code != 0 {
+		t.Fatalf("sluice run --once exited %d", r.code)
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := s.mustNote(tc.commit, "failed")
+			for _, w := range tc.want {
+				if !strings.Contains(rec.Reason, w) {
+					t.Errorf("reason does not contain %q:\n%s", w, rec.Reason)
+				}
+			}
+			if rec.Attempts != 1 {
+				t.Errorf("tested %d times, want once: a refusal is not retried", rec.Attempts)
+			}
+			if rec.RevertCommit.IsZero() {
+				t.Fatalf("no revert recorded")
+			}
+			if n := strings.Count(s.git("log", "--format=%H%n%b", "main"), "This reverts commit "+tc.commit); n != 1 {
+				t.Errorf("%d reverts of %s on main, want 1", n, tc.commit[:7])
+			}
+		})
+	}
+	s.mustNote(good, "passed")
+	if got := s.tip("staging"); got != s.tip("main") {
+		t.Errorf("staging = %s, want main's tip %s", got[:7], s.tip("main")[:7])
+	}
+	if !strings.Contains(s.file("staging", "environments/staging/versions/a.yaml"), "a:v3") {
+		t.Errorf("staging does not have A v3")
+	}
+	rbac := s.kube.RbacV1()
+	if _, err := rbac.ClusterRoleBindings().Get(ctx, binding, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ClusterRoleBinding %s: %v; want it never created", binding, err)
+	}
+	if _, err := rbac.ClusterRoles().Get(ctx, role, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ClusterRole %s: %v; want it never created", role, err)
+	}
+}
