@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -385,19 +386,16 @@ func (k *Cluster) dryRunClusterScoped(ctx context.Context, objs []*unstructured.
 }
 
 // each calls fn for every object, n at a time, and returns the first error
-// (in the order of objs); the others are cancelled.
+// in the order of objs. After an error no more calls start; the ones under
+// way finish (cancelling them only adds client-go's complaints to the log).
 func each(ctx context.Context, objs []*unstructured.Unstructured, n int, fn func(context.Context, *unstructured.Unstructured) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errs := make([]error, len(objs))
 	slots := make(chan struct{}, n)
+	var failed atomic.Bool
 	var wg sync.WaitGroup
 	for i, o := range objs {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		slots <- struct{}{}
+		if failed.Load() || ctx.Err() != nil {
 			break
 		}
 		wg.Add(1)
@@ -405,17 +403,11 @@ func each(ctx context.Context, objs []*unstructured.Unstructured, n int, fn func
 			defer wg.Done()
 			defer func() { <-slots }()
 			if errs[i] = fn(ctx, o); errs[i] != nil {
-				cancel()
+				failed.Store(true)
 			}
 		}()
 	}
 	wg.Wait()
-	// The first error that is not a cancellation caused by another.
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-	}
 	for _, err := range errs {
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -252,7 +253,6 @@ func BenchmarkApply100(b *testing.B) {
 	}
 }
 
-
 // scopeOverride is a CRD that declares a built-in cluster-scoped kind
 // "Namespaced", and an object of that kind: were the CRD believed, the
 // object would be applied into the test namespace, and the API server,
@@ -366,5 +366,92 @@ rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
 	}
 	if _, err := rbac.ClusterRoles().Get(ctx, role, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("ClusterRole %s: %v; want it never created", role, err)
+	}
+}
+
+// TestUnrecognisedAnswerIsJudgedByAControlRun: the cluster answers with an
+// error Sluice does not recognise (an admission webhook that cannot be
+// called: HTTP 500). While only the commit's objects trigger it, the control
+// run of the last passed candidate passes and the commit is failed and
+// reverted once. While it refuses everything, the control fails too: the
+// cluster is at fault, the commit is retried and never reverted, and passes
+// once the cluster is fixed.
+func TestUnrecognisedAnswerIsJudgedByAControlRun(t *testing.T) {
+	s := newScenario(t, scenarioOptions{onceAttempts: 2})
+	ctx := t.Context()
+	label := "e2e-webhook-" + randHex(3)
+	admission := s.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	fail := admissionv1.Fail
+	none := admissionv1.SideEffectClassNone
+	path := "/validate"
+	hook := func(objectSelector *metav1.LabelSelector) *admissionv1.ValidatingWebhookConfiguration {
+		return &admissionv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: label},
+			Webhooks: []admissionv1.ValidatingWebhook{{
+				Name:                    label + ".example.com",
+				ClientConfig:            admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: "default", Name: "nowhere-" + label, Path: &path}},
+				Rules:                   []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}, Rule: admissionv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}}}},
+				FailurePolicy:           &fail,
+				SideEffects:             &none,
+				AdmissionReviewVersions: []string{"v1"},
+				// Only this test's gate: the cluster is shared.
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{manifests.LabelGate: s.gate}},
+				ObjectSelector:    objectSelector,
+			}},
+		}
+	}
+	created, err := admission.Create(ctx, hook(&metav1.LabelSelector{MatchLabels: map[string]string{label: "on"}}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admission.Delete(context.Background(), label, metav1.DeleteOptions{}) })
+
+	// Only the commit's Deployment carries the label the webhook selects.
+	a3 := s.push("Berlin", "bump A to v3", pair(version("a", "v3"))...)
+	_, b := version("b", "v3")
+	labelled := s.push("London", "B v3, labelled", "environments/staging/versions/b.yaml",
+		strings.Replace(b, "  name: b\n", "  name: b\n  labels: {"+label+": \"on\"}\n", 1))
+	if r := s.runOnce(); r.code != 0 {
+		t.Fatalf("sluice run --once exited %d", r.code)
+	}
+	s.mustNote(a3, "passed")
+	rec := s.mustNote(labelled, "failed")
+	for _, w := range []string{"the last passed candidate " + a3[:7] + " applies on the same cluster, so this is the commit's fault", "Deployment", "failed calling webhook"} {
+		if !strings.Contains(rec.Reason, w) {
+			t.Errorf("reason does not contain %q:\n%s", w, rec.Reason)
+		}
+	}
+	if rec.RevertCommit.IsZero() || strings.Count(s.git("log", "--format=%b", "main"), "This reverts commit "+labelled) != 1 {
+		t.Errorf("want one revert of %s", labelled[:7])
+	}
+
+	// Now the webhook refuses every Deployment of the gate: the cluster's fault.
+	created.Webhooks[0].ObjectSelector = nil
+	if _, err := admission.Update(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.tip("main")
+	a4 := s.push("Berlin", "bump A to v4", pair(version("a", "v4"))...)
+	if r := s.runOnce(); r.code == 0 {
+		t.Fatalf("sluice run --once exited 0 while the cluster refuses every candidate")
+	}
+	rec, _ = s.note(a4)
+	if rec.Verdict != "error" || !strings.Contains(rec.Reason, "so the cluster is at fault") {
+		t.Errorf("a4 = %s: %q; want error, the cluster at fault", rec.Verdict, rec.Reason)
+	}
+	if got := s.tip("main"); got != a4 {
+		t.Errorf("main moved from %s to %s: the cluster's fault must not revert (before: %s)", a4[:7], got[:7], before[:7])
+	}
+
+	// Fixed: the same commit is tested again and passes.
+	if err := admission.Delete(ctx, label, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.runOnce(); r.code != 0 {
+		t.Fatalf("sluice run --once exited %d after the cluster was fixed", r.code)
+	}
+	s.mustNote(a4, "passed")
+	if got := s.tip("staging"); got != a4 {
+		t.Errorf("staging = %s, want %s", got[:7], a4[:7])
 	}
 }
