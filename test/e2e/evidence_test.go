@@ -13,13 +13,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
+	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-gitops/sluice/manifests"
 	"github.com/sluice-gitops/sluice/reconcile"
 	"github.com/sluice-gitops/sluice/test/cluster"
 )
+
+// The in-process clients of these tests log nothing (the binary sets its own logger).
+func init() { ctrllog.SetLogger(logr.Discard()) }
 
 // deploymentWith is a valid Deployment with extra lines added to its spec.
 func deploymentWith(name, specLines string) string {
