@@ -26,6 +26,9 @@ const (
 	// AnnotationCreatedAt holds when the test namespace was made (RFC 3339),
 	// so leftovers can be told by age.
 	AnnotationCreatedAt = "sluice.dev/created-at"
+
+	// sluicePrefix starts every label and annotation key that is Sluice's.
+	sluicePrefix = "sluice.dev/"
 )
 
 // ClusterScopedPolicy says what a test environment does with cluster-scoped
@@ -44,10 +47,11 @@ type OverlayOptions struct {
 	Commit    string            // full sha of the queued commit, value of LabelCommit
 	Labels    map[string]string // extra labels; Sluice's own win over them
 	// IsNamespaced tells the scope of a kind, usually from the cluster's
-	// RESTMapper. CRDs in the rendering are asked first, since the cluster
-	// may not know them yet; a kind the function does not know (a
-	// meta.NoKindMatchError) falls back to the built-in table. nil means the
-	// built-in table of well-known kinds, with unknown kinds namespaced.
+	// RESTMapper, and is asked first: the scope of a kind the cluster serves
+	// comes from the cluster. For a kind it does not serve (a
+	// meta.NoKindMatchError), the built-in table of well-known cluster-scoped
+	// kinds is asked, then the CRDs in the rendering; any other kind is
+	// namespaced. nil means the same without the cluster.
 	IsNamespaced func(gvk schema.GroupVersionKind) (bool, error)
 	// ClusterScoped is what to do with cluster-scoped objects; "" means
 	// ClusterScopedDryRun.
@@ -298,6 +302,15 @@ func testNamespaceObject(opts OverlayOptions, labels map[string]string, original
 		l = merge(l, o.GetLabels())
 		a = merge(a, o.GetAnnotations())
 	}
+	// Sluice's own keys on the test namespace are Sluice's alone: a commit's
+	// Namespace must not set sluice.dev/keep-until (kept forever) or a gate.
+	for _, m := range []map[string]string{l, a} {
+		for k := range m {
+			if strings.HasPrefix(k, sluicePrefix) {
+				delete(m, k)
+			}
+		}
+	}
 	delete(l, "kubernetes.io/metadata.name") // the API server sets it to the name
 	delete(a, "kubectl.kubernetes.io/last-applied-configuration")
 	now := time.Now
@@ -326,12 +339,18 @@ func objectName(obj *unstructured.Unstructured) string {
 
 // scoper tells whether a kind is namespaced.
 type scoper struct {
-	crds   map[schema.GroupKind]bool // from CRDs in the rendering
+	crds   map[schema.GroupKind]renderedCRD // from CRDs in the rendering
 	lookup func(schema.GroupVersionKind) (bool, error)
 }
 
+// renderedCRD is what a CRD of the rendering says about its kind.
+type renderedCRD struct {
+	name       string // Kind/name of the CRD, for errors
+	namespaced bool
+}
+
 func newScoper(objs []*unstructured.Unstructured, lookup func(schema.GroupVersionKind) (bool, error)) *scoper {
-	s := &scoper{crds: map[schema.GroupKind]bool{}, lookup: lookup}
+	s := &scoper{crds: map[schema.GroupKind]renderedCRD{}, lookup: lookup}
 	for _, o := range objs {
 		if o == nil || o.GroupVersionKind().GroupKind() != (schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}) {
 			continue
@@ -340,26 +359,51 @@ func newScoper(objs []*unstructured.Unstructured, lookup func(schema.GroupVersio
 		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
 		scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
 		if kind != "" {
-			s.crds[schema.GroupKind{Group: group, Kind: kind}] = scope != "Cluster"
+			s.crds[schema.GroupKind{Group: group, Kind: kind}] = renderedCRD{name: objectName(o), namespaced: scope != "Cluster"}
 		}
 	}
 	return s
 }
 
+// isNamespaced asks the cluster first: a kind it serves has the scope it
+// serves it with, whatever a rendered CRD says. A rendered CRD is consulted
+// only for a kind the cluster does not serve (yet), and never for a
+// well-known built-in kind: a commit cannot declare ClusterRoleBinding
+// "Namespaced" and have it applied, cluster-wide, as if it were. A rendered
+// CRD that contradicts the scope the cluster (or the built-in table) gives
+// its kind is a *RenderError: the API server would never serve it so (a
+// CRD's scope cannot change, and a built-in kind is not a CRD's).
 func (s *scoper) isNamespaced(gvk schema.GroupVersionKind) (bool, error) {
-	if namespaced, ok := s.crds[gvk.GroupKind()]; ok {
+	crd, declared := s.crds[gvk.GroupKind()]
+	known := func(namespaced bool, by string) (bool, error) {
+		if declared && crd.namespaced != namespaced {
+			return false, &RenderError{Path: crd.name, Reason: fmt.Sprintf("field spec.scope declares %s %s, but %s it %s", gvk.GroupKind(), scopeName(crd.namespaced), by, scopeName(namespaced))}
+		}
 		return namespaced, nil
 	}
 	if s.lookup != nil {
 		namespaced, err := s.lookup(gvk)
 		if err == nil {
-			return namespaced, nil
+			return known(namespaced, "the cluster serves")
 		}
 		if !meta.IsNoMatchError(err) {
 			return false, fmt.Errorf("find the scope of %s: %w", gvk.Kind, err)
 		}
 	}
-	return !clusterScoped[gvk.GroupKind()], nil
+	if clusterScoped[gvk.GroupKind()] {
+		return known(false, "Kubernetes defines")
+	}
+	if declared {
+		return crd.namespaced, nil
+	}
+	return true, nil
+}
+
+func scopeName(namespaced bool) string {
+	if namespaced {
+		return "Namespaced"
+	}
+	return "Cluster"
 }
 
 // clusterScoped lists the well-known cluster-scoped kinds of Kubernetes.

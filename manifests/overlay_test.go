@@ -246,8 +246,6 @@ metadata:
 					switch gvk.Kind {
 					case "Gadget":
 						return false, nil // cluster-scoped in this cluster
-					case "Widget":
-						t.Errorf("IsNamespaced asked about Widget, which the rendering defines")
 					}
 					if gvk.Group == "example.com" {
 						return false, &meta.NoKindMatchError{GroupKind: gvk.GroupKind()}
@@ -453,4 +451,127 @@ func one(t *testing.T, doc string) *unstructured.Unstructured {
 		t.Fatalf("want one object, got %d", len(objs))
 	}
 	return objs[0]
+}
+
+// A rendered CRD is asked about a kind only when the cluster does not serve
+// it; one that contradicts the scope the cluster (or, without a cluster,
+// Kubernetes) gives a kind is refused, naming the CRD and its field.
+// Otherwise a commit declaring ClusterRoleBinding "Namespaced" would have
+// it applied into the test namespace, which the API server ignores for a
+// cluster-scoped kind: created cluster-wide.
+func TestOverlayScopeComesFromTheClusterNotFromRenderedCRDs(t *testing.T) {
+	crd := func(group, kind, scope string) string {
+		return `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: ` + strings.ToLower(kind) + `s.` + group + `}
+spec:
+  group: ` + group + `
+  scope: ` + scope + `
+  names: {kind: ` + kind + `, plural: ` + strings.ToLower(kind) + `s}
+---
+apiVersion: ` + group + `/v1
+kind: ` + kind + `
+metadata: {name: ` + strings.ToLower(kind) + `-1}
+`
+	}
+	served := func(gvk schema.GroupVersionKind) (bool, error) {
+		switch gvk.GroupKind() {
+		case schema.GroupKind{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"},
+			schema.GroupKind{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"},
+			schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"},
+			schema.GroupKind{Group: "example.com", Kind: "Gadget"}:
+			return false, nil
+		}
+		return false, &meta.NoKindMatchError{GroupKind: gvk.GroupKind()}
+	}
+	tests := []struct {
+		name          string
+		in            string
+		isNamespaced  func(schema.GroupVersionKind) (bool, error)
+		wantErr       string
+		wantNamespace []string // objects moved into the test namespace
+	}{
+		{
+			name:         "a served built-in kind declared Namespaced",
+			in:           crd("rbac.authorization.k8s.io", "ClusterRoleBinding", "Namespaced"),
+			isNamespaced: served,
+			wantErr:      "CustomResourceDefinition/clusterrolebindings.rbac.authorization.k8s.io: field spec.scope declares ClusterRoleBinding.rbac.authorization.k8s.io Namespaced, but the cluster serves it Cluster",
+		},
+		{
+			name:         "another served built-in kind declared Namespaced",
+			in:           crd("rbac.authorization.k8s.io", "ClusterRole", "Namespaced"),
+			isNamespaced: served,
+			wantErr:      "but the cluster serves it Cluster",
+		},
+		{
+			name:    "a built-in kind declared Namespaced, without a cluster",
+			in:      crd("rbac.authorization.k8s.io", "ClusterRoleBinding", "Namespaced"),
+			wantErr: "but Kubernetes defines it Cluster",
+		},
+		{
+			name:         "a served custom kind declared with another scope",
+			in:           crd("example.com", "Gadget", "Namespaced"),
+			isNamespaced: served,
+			wantErr:      "declares Gadget.example.com Namespaced, but the cluster serves it Cluster",
+		},
+		{
+			name:          "a kind the cluster does not serve takes its rendered CRD's scope",
+			in:            crd("example.com", "Widget", "Namespaced"),
+			isNamespaced:  served,
+			wantNamespace: []string{"Widget/widget-1"},
+		},
+		{
+			name:         "a cluster-scoped kind the cluster does not serve yet stays out of the namespace",
+			in:           crd("example.com", "Widget", "Cluster"),
+			isNamespaced: served,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, err := Overlay(objects(t, tt.in), OverlayOptions{Namespace: "sluice-staging-1a2b3c4", Gate: "staging", Commit: sha, IsNamespaced: tt.isNamespaced})
+			if tt.wantErr != "" {
+				var re *RenderError
+				if !errors.As(err, &re) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Overlay = %v, want a RenderError containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, o := range env.Objects {
+				got = append(got, o.GetKind()+"/"+o.GetName())
+			}
+			if diff := cmp.Diff(tt.wantNamespace, got); diff != "" {
+				t.Errorf("objects applied into the namespace (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// The test namespace keeps a commit's Namespace labels and annotations,
+// except Sluice's own: a commit cannot keep its namespace forever.
+func TestOverlayNamespaceDropsSluiceKeysOfTheCommit(t *testing.T) {
+	in := objects(t, `
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: staging
+  labels: {sluice.dev/gate: other, sluice.dev/test: "true", team: web}
+  annotations: {sluice.dev/keep-until: "2999-01-01T00:00:00Z", sluice.dev/created-at: "2999-01-01T00:00:00Z", owner: web}
+`)
+	env, err := Overlay(in, OverlayOptions{Namespace: "sluice-staging-1a2b3c4", Gate: "staging", Commit: sha, Now: func() time.Time { return created }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAnn := map[string]string{"owner": "web", AnnotationCreatedAt: "2025-03-01T12:00:00Z"}
+	if diff := cmp.Diff(wantAnn, env.Namespace.GetAnnotations()); diff != "" {
+		t.Errorf("annotations (-want +got):\n%s", diff)
+	}
+	wantLabels := map[string]string{"team": "web", LabelGate: "staging", LabelCommit: sha, LabelManagedBy: ManagedByValue}
+	if diff := cmp.Diff(wantLabels, env.Namespace.GetLabels()); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
 }

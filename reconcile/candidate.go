@@ -157,12 +157,18 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 		TestsTimeout:  g.TestsTimeout,
 		KeepNamespace: g.KeepNamespace,
 		Commands:      g.Commands,
+
+		ApplyConcurrency: g.ApplyConcurrency,
 	}
 	durations, err := r.Env.Test(ctx, spec, func(step string, took time.Duration, detail string) {
 		r.emit(Event{Gate: g.Name, Commit: c, Step: step, Took: took, Detail: detail})
 	})
 	for k, v := range durations {
 		rec.Durations[k] = v.Round(time.Millisecond)
+	}
+	var unrecognised *UnrecognisedError
+	if errors.As(err, &unrecognised) {
+		err = r.control(ctx, q, c, spec, unrecognised)
 	}
 	if err != nil {
 		if IsFault(err) {
@@ -180,6 +186,61 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 		return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
 	}
 	return finish(Passed, "")
+}
+
+// control decides whose fault an error answer Sluice does not recognise
+// is: it runs the same step with the last passed candidate's objects, in a
+// namespace of their own, on the same cluster. When that passes, the
+// commit's objects are what the cluster refuses: a *Fault. When it fails
+// too, or cannot be run, the cluster is at fault: an error, retried, never
+// reverted.
+func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec TestSpec, failure *UnrecognisedError) error {
+	g := q.gate
+	passed, tree := q.passedCommit, q.passedTree
+	if passed.IsZero() {
+		passed = q.target
+	}
+	if tree.IsZero() {
+		// No record of the candidate: the target's own tree, which is
+		// what was last promoted.
+		tc, err := r.Repo.Commit(passed)
+		if err != nil {
+			return fmt.Errorf("%w (no control run: %v)", failure, err)
+		}
+		tree = tc.Tree
+	}
+	objs, err := r.render(ctx, tree, g.Path)
+	if err != nil {
+		return fmt.Errorf("%w (no control run: the last passed candidate %s does not render: %v)", failure, short(passed), err)
+	}
+	ctl := spec
+	ctl.Objects = objs
+	ctl.Namespace = manifests.TestNamespace(g.Name, "ctl-"+c.Hash.String())
+	ctl.Commands = nil
+	ctl.KeepNamespace = 0
+	ctl.Until = failure.Step
+	r.log().Info("unrecognised error from the cluster: running a control with the last passed candidate", "gate", g.Name, "commit", short(c.Hash), "control", short(passed), "error", failure.Err)
+	start := time.Now()
+	_, cerr := r.Env.Test(ctx, ctl, nil)
+	r.emit(Event{Gate: g.Name, Commit: c, Step: "control", Took: time.Since(start), Detail: fmt.Sprintf("last passed candidate %s: %s", short(passed), errText(cerr))})
+	if cerr == nil {
+		verb := map[string]string{StepApply: "applies", StepHealth: "becomes healthy", StepTests: "passes its tests"}[failure.Step]
+		if verb == "" {
+			verb = "passes " + failure.Step
+		}
+		return faultf(failure.Step, "the last passed candidate %s %s on the same cluster, so this is the commit's fault: %v", short(passed), verb, failure.Err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w; the last passed candidate %s fails the same step on this cluster too (%v), so the cluster is at fault", failure, short(passed), cerr)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "passed"
+	}
+	return "failed too"
 }
 
 // candidate is c's tree with every pending rejected commit reverted out,

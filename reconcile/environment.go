@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	"github.com/fluxcd/cli-utils/pkg/object"
 	"github.com/fluxcd/pkg/ssa"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,6 +31,14 @@ import (
 
 // FieldManager is the server-side apply field owner of everything Sluice applies.
 const FieldManager = "sluice"
+
+// Defaults of the Kubernetes client: requests per second and burst (a
+// controller's, as Flux's), and how many objects are applied at once.
+const (
+	DefaultQPS              = 50
+	DefaultBurst            = 300
+	DefaultApplyConcurrency = 10
+)
 
 // Annotation on a kept namespace saying when it may be removed.
 const AnnotationKeepUntil = "sluice.dev/keep-until"
@@ -50,6 +62,14 @@ func NewCluster(cfg *rest.Config, kubeconfig string) (*Cluster, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "sluice"
 	}
+	// client-go's own default (5 requests/s, burst 10) makes a 200-object
+	// candidate take minutes; these are a controller's defaults (Flux's).
+	if cfg.QPS == 0 {
+		cfg.QPS = DefaultQPS
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultBurst
+	}
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -67,10 +87,12 @@ func NewCluster(cfg *rest.Config, kubeconfig string) (*Cluster, error) {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
+	manager := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "sluice.dev"})
+	manager.SetConcurrency(DefaultApplyConcurrency)
 	return &Cluster{
 		client:     c,
 		mapper:     mapper,
-		manager:    ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "sluice.dev"}),
+		manager:    manager,
 		discovery:  dc,
 		kubeconfig: kubeconfig,
 		restConfig: cfg,
@@ -91,6 +113,12 @@ type TestSpec struct {
 	TestsTimeout  time.Duration
 	KeepNamespace time.Duration
 	Commands      []Command
+	// ApplyConcurrency is how many objects are applied at once; 0 means
+	// DefaultApplyConcurrency.
+	ApplyConcurrency int
+	// Until, when set to StepApply, StepHealth or StepTests, ends the test
+	// after that step (a control run repeats only the step that failed).
+	Until string
 }
 
 // Command is a host-side test command.
@@ -160,16 +188,21 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 		return durations, err
 	}
 	applyCtx, cancel := context.WithTimeout(ctx, spec.ApplyTimeout)
-	cs, err := k.manager.ApplyAllStaged(applyCtx, env.Objects, ssa.ApplyOptions{WaitInterval: k.poll, WaitTimeout: spec.ApplyTimeout})
+	err = k.applyAll(applyCtx, env.Objects, spec.ApplyConcurrency)
 	cancel()
 	if err != nil {
 		return durations, k.classify(ctx, StepApply, err)
 	}
 	step(StepApply, start, fmt.Sprintf("%d objects", len(env.Objects)))
 	crashPoint("applied")
+	if spec.Until == StepApply {
+		passed = true
+		return durations, nil
+	}
 
 	start = time.Now()
-	if err := k.manager.WaitForSetWithContext(ctx, cs.ToObjMetadataSet(), ssa.WaitOptions{Interval: k.poll, Timeout: spec.HealthTimeout}); err != nil {
+	set := object.UnstructuredSetToObjMetadataSet(env.Objects)
+	if err := k.manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{Interval: k.poll, Timeout: spec.HealthTimeout}); err != nil {
 		if ctx.Err() != nil {
 			return durations, ctx.Err()
 		}
@@ -186,7 +219,11 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 			return durations, faultf(StepHealth, "not healthy within %s: %s", spec.HealthTimeout, strings.Join(notReady, "; "))
 		}
 	}
-	step(StepHealth, start, fmt.Sprintf("%d objects current", len(cs.Entries)))
+	step(StepHealth, start, fmt.Sprintf("%d objects current", len(set)))
+	if spec.Until == StepHealth {
+		passed = true
+		return durations, nil
+	}
 
 	if len(env.Tests) > 0 {
 		start = time.Now()
@@ -195,7 +232,7 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 		}
 		step(StepTests, start, fmt.Sprintf("%d passed", len(env.Tests)))
 	}
-	if len(spec.Commands) > 0 {
+	if len(spec.Commands) > 0 && spec.Until != StepTests {
 		start = time.Now()
 		if err := k.runCommands(ctx, spec); err != nil {
 			return durations, err
@@ -339,15 +376,105 @@ func (k *Cluster) dryRunClusterScoped(ctx context.Context, objs []*unstructured.
 	}
 	ctx, cancel := context.WithTimeout(ctx, spec.ApplyTimeout)
 	defer cancel()
-	for _, o := range objs {
+	err := each(ctx, objs, concurrency(spec.ApplyConcurrency), func(ctx context.Context, o *unstructured.Unstructured) error {
 		if err := k.client.Patch(ctx, o.DeepCopy(), client.Apply, client.DryRunAll, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-			return k.classify(ctx, StepApply, fmt.Errorf("%s dry-run failed: %w", describe(o), err))
+			return fmt.Errorf("%s dry-run failed: %w", describe(o), err)
+		}
+		return nil
+	})
+	return k.classify(ctx, StepApply, err)
+}
+
+// each calls fn for every object, n at a time, and returns the first error
+// in the order of objs. After an error no more calls start; the ones under
+// way finish (cancelling them only adds client-go's complaints to the log).
+func each(ctx context.Context, objs []*unstructured.Unstructured, n int, fn func(context.Context, *unstructured.Unstructured) error) error {
+	errs := make([]error, len(objs))
+	slots := make(chan struct{}, n)
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for i, o := range objs {
+		slots <- struct{}{}
+		if failed.Load() || ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if errs[i] = fn(ctx, o); errs[i] != nil {
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func concurrency(n int) int {
+	if n <= 0 {
+		return DefaultApplyConcurrency
+	}
+	return n
+}
+
+// workloads make pods; they are applied after everything else of the
+// namespace (service accounts, config, quotas, limit ranges), as a staged
+// apply would.
+var workloads = map[schema.GroupKind]bool{
+	{Group: "", Kind: "Pod"}:                   true,
+	{Group: "", Kind: "ReplicationController"}: true,
+	{Group: "apps", Kind: "Deployment"}:        true,
+	{Group: "apps", Kind: "StatefulSet"}:       true,
+	{Group: "apps", Kind: "DaemonSet"}:         true,
+	{Group: "apps", Kind: "ReplicaSet"}:        true,
+	{Group: "batch", Kind: "Job"}:              true,
+	{Group: "batch", Kind: "CronJob"}:          true,
+}
+
+// applyAll server-side applies the objects of a test namespace, n at a time:
+// one request per object. The namespace was just made, so there is nothing
+// to compare with (no get, no dry-run: the apply validates the object
+// itself). An object the cluster serves as cluster-scoped is never applied,
+// whatever the overlay decided: it would be created cluster-wide.
+func (k *Cluster) applyAll(ctx context.Context, objs []*unstructured.Unstructured, n int) error {
+	var first, then []*unstructured.Unstructured
+	for _, o := range objs {
+		namespaced, err := k.isNamespaced(o.GroupVersionKind())
+		if err != nil && !meta.IsNoMatchError(err) {
+			return err
+		}
+		if err == nil && !namespaced {
+			return faultf(StepApply, "%s is cluster-scoped on this cluster: it is never applied", describe(o))
+		}
+		if workloads[o.GroupVersionKind().GroupKind()] {
+			then = append(then, o)
+		} else {
+			first = append(first, o)
+		}
+	}
+	for _, wave := range [][]*unstructured.Unstructured{first, then} {
+		err := each(ctx, wave, concurrency(n), func(ctx context.Context, o *unstructured.Unstructured) error {
+			if err := k.client.Patch(ctx, o.DeepCopy(), client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+				return fmt.Errorf("%s apply failed: %w", describe(o), err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// classify tells an API rejection (the commit's fault) from an outage.
+// classify tells a refusal of the commit's objects (a *Fault) from an
+// outage (any other error). An answer from a reachable cluster that is
+// neither is an *UnrecognisedError: only a control run can tell whose fault it is.
 func (k *Cluster) classify(ctx context.Context, step string, err error) error {
 	if err == nil {
 		return nil
@@ -355,27 +482,87 @@ func (k *Cluster) classify(ctx context.Context, step string, err error) error {
 	if ctx.Err() != nil {
 		return err
 	}
+	if IsFault(err) {
+		return err
+	}
+	msg := trimAPIErr(err)
 	switch {
 	case meta.IsNoMatchError(err):
-		return faultf(step, "%s", trimAPIErr(err))
+		return faultf(step, "%s", msg)
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsNotAcceptable(err),
 		apierrors.IsUnsupportedMediaType(err), apierrors.IsMethodNotSupported(err),
 		apierrors.IsRequestEntityTooLargeError(err), apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
-		return faultf(step, "rejected by the API server: %s", trimAPIErr(err))
+		return faultf(step, "rejected by the API server: %s", msg)
+	case apierrors.IsInternalError(err) && schemaError(msg) != "":
+		// Server-side apply answers a value of the wrong type, an unknown
+		// field or a wrong shape with 500 and no reason; the message names
+		// the field. It is the object's fault on every cluster.
+		return faultf(step, "rejected by the API server: %s", schemaError(msg))
 	case apierrors.IsForbidden(err):
-		msg := err.Error()
 		// Quota and Sluice's own RBAC are the infrastructure's fault;
 		// an admission policy denying the object is the commit's.
 		if strings.Contains(msg, "exceeded quota") || strings.Contains(msg, "cannot ") {
 			return err
 		}
-		return faultf(step, "rejected by the API server: %s", trimAPIErr(err))
+		return faultf(step, "rejected by the API server: %s", msg)
 	}
 	if rerr := k.reachable(ctx); rerr != nil {
 		return rerr
 	}
+	if answered(err) {
+		return &UnrecognisedError{Step: step, Err: err}
+	}
 	return err
 }
+
+// typedPatch is how the API server words a schema error of server-side apply.
+var typedPatch = regexp.MustCompile(`failed to create typed patch object \(([^)]*)\): (.+)`)
+
+// schemaError returns "the object: field: problem" when msg is a schema
+// error of server-side apply, with what Sluice said before it (the object).
+func schemaError(msg string) string {
+	m := typedPatch.FindStringSubmatchIndex(msg)
+	if m == nil {
+		return ""
+	}
+	before := strings.TrimSuffix(strings.TrimSpace(msg[:m[0]]), ":")
+	before = strings.TrimSuffix(strings.TrimSuffix(before, " apply failed"), " dry-run failed")
+	problem := msg[m[4]:m[5]]
+	if before == "" {
+		before = msg[m[2]:m[3]]
+	}
+	return fmt.Sprintf("%s: field %s (schema error: the object does not fit the kind's schema)", before, problem)
+}
+
+// answered reports whether err is an answer of the API server that is no
+// sign of an outage or overload: not a timeout, throttling, unavailability,
+// authentication, a missing object (the namespace may be going) or a
+// broken connection.
+func answered(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	switch {
+	case apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err),
+		apierrors.IsServiceUnavailable(err), apierrors.IsUnauthorized(err), apierrors.IsNotFound(err),
+		apierrors.IsGone(err), apierrors.IsResourceExpired(err), apierrors.IsUnexpectedServerError(err),
+		apierrors.IsForbidden(err):
+		return false
+	}
+	return true
+}
+
+// UnrecognisedError is an error answer of a cluster that is up, which
+// Sluice cannot attribute by itself: the commit's objects or the cluster.
+// The runner decides by a control run (see Runner.control).
+type UnrecognisedError struct {
+	Step string
+	Err  error
+}
+
+func (e *UnrecognisedError) Error() string { return fmt.Sprintf("%s: %v", e.Step, e.Err) }
+func (e *UnrecognisedError) Unwrap() error { return e.Err }
 
 // reachable returns an infrastructure error when the API server does not answer.
 func (k *Cluster) reachable(ctx context.Context) error {

@@ -68,6 +68,7 @@ func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
 		return false, err
 	} else if rec, ok2 := note.Get(g.Name); ok && ok2 && rec.Verdict == string(Passed) {
 		q.lastPassed = rec.Digest
+		q.passedCommit, q.passedTree = target, rec.Candidate
 	}
 
 	for _, c := range queue {
@@ -87,6 +88,7 @@ func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
 		switch Verdict(rec.Verdict) {
 		case Passed:
 			q.lastPassed = rec.Digest
+			q.passedCommit, q.passedTree = c.Hash, rec.Candidate
 			if fresh {
 				if err := r.record(ctx, c, rec); err != nil {
 					return again, err
@@ -131,7 +133,10 @@ type walk struct {
 	pending    []gitrepo.Commit                 // rejected, revert not yet in the history walked
 	reverts    map[plumbing.Hash]gitrepo.Commit // rejected commit -> its revert in the source history
 	lastPassed string                           // digest of the last passed candidate
-	seen       map[string]gitrepo.Record        // digest -> verdict, for reuse
+	// The last passed commit and its candidate tree (zero when not
+	// recorded): what a control run applies.
+	passedCommit, passedTree plumbing.Hash
+	seen                     map[string]gitrepo.Record // digest -> verdict, for reuse
 }
 
 func (q *walk) drop(h plumbing.Hash) {

@@ -26,6 +26,8 @@ type Gate struct {
 	TestsTimeout  time.Duration
 	KeepNamespace time.Duration
 	Commands      []Command
+	// ApplyConcurrency is how many objects are applied at once (0: the default).
+	ApplyConcurrency int
 	// Revert pushes a revert of a failed commit; when false the verdict
 	// is only recorded and the commit stays out of every later candidate.
 	Revert         bool

@@ -31,6 +31,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	progress := fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	qps := fs.Float64("kube-api-qps", reconcile.DefaultQPS, "requests per second to the Kubernetes API server")
+	burst := fs.Int("kube-api-burst", reconcile.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps")
 	listen := fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -38,6 +40,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return usageError{err}
+	}
+	if *qps <= 0 || *burst <= 0 {
+		return usageError{errors.New("--kube-api-qps and --kube-api-burst must be greater than zero")}
 	}
 	cfg, err := config.Load(*cfgFile)
 	if err != nil {
@@ -47,6 +52,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	restCfg.QPS, restCfg.Burst = float32(*qps), *burst
 	cluster, err := reconcile.NewCluster(restCfg, kubeconfigPath)
 	if err != nil {
 		return err
@@ -208,6 +214,8 @@ func gates(cfg *config.Config) []reconcile.Gate {
 			InitialBackoff: g.Retry.InitialBackoff.Duration,
 			MaxBackoff:     g.Retry.MaxBackoff.Duration,
 			OnceAttempts:   g.Retry.OnceAttempts,
+
+			ApplyConcurrency: g.ApplyConcurrency,
 		})
 	}
 	return out

@@ -61,6 +61,8 @@ type Gate struct {
 	Tests         Tests                         `yaml:"tests"`
 	OnFailure     OnFailure                     `yaml:"onFailure"`
 	Retry         Retry                         `yaml:"retry"`
+	// ApplyConcurrency is how many objects of a candidate are applied at once.
+	ApplyConcurrency int `yaml:"applyConcurrency"`
 
 	line int
 }
@@ -108,18 +110,20 @@ type Retry struct {
 
 // Defaults, in one place; the README's config reference lists them.
 const (
-	DefaultSourceBranch   = "main"
-	DefaultPollInterval   = 30 * time.Second
-	DefaultApplyTimeout   = 2 * time.Minute
-	DefaultHealthTimeout  = 5 * time.Minute
-	DefaultTestsTimeout   = 10 * time.Minute
-	DefaultCommandTimeout = 10 * time.Minute
-	DefaultKeepNamespace  = 30 * time.Minute
-	DefaultInitialBackoff = 2 * time.Second
-	DefaultMaxBackoff     = 2 * time.Minute
-	DefaultOnceAttempts   = 5
-	DefaultAuthorName     = "Sluice"
-	DefaultAuthorEmail    = "sluice@localhost"
+	DefaultSourceBranch     = "main"
+	DefaultPollInterval     = 30 * time.Second
+	DefaultApplyTimeout     = 2 * time.Minute
+	DefaultHealthTimeout    = 5 * time.Minute
+	DefaultTestsTimeout     = 10 * time.Minute
+	DefaultCommandTimeout   = 10 * time.Minute
+	DefaultKeepNamespace    = 30 * time.Minute
+	DefaultInitialBackoff   = 2 * time.Second
+	DefaultMaxBackoff       = 2 * time.Minute
+	DefaultOnceAttempts     = 5
+	DefaultApplyConcurrency = 10
+	MaxApplyConcurrency     = 100
+	DefaultAuthorName       = "Sluice"
+	DefaultAuthorEmail      = "sluice@localhost"
 )
 
 // Duration is a time.Duration written as "90s", "5m" or "1h30m".
@@ -312,6 +316,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		return &Error{File: f, Line: top("gates"), Field: "gates", Msg: "at least one gate is required"}
 	}
 	names := map[string]bool{}
+	namespaces := map[string]string{} // test namespace prefix -> gate
 	targets := map[string]string{}
 	for i := range c.Gates {
 		g := &c.Gates[i]
@@ -326,6 +331,14 @@ func (c *Config) validate(root *yaml.Node) error {
 			return fail("name", fmt.Sprintf("gate %q is defined twice", g.Name))
 		}
 		names[g.Name] = true
+		// Test namespaces are named from the gate's name with runs of '-'
+		// collapsed: two gates whose names make the same namespace would
+		// share (and remove) each other's test namespaces.
+		ns := manifests.TestNamespace(g.Name, "")
+		if other, ok := namespaces[ns]; ok {
+			return fail("name", fmt.Sprintf("gate %q would share its test namespaces (%s-<sha>) with gate %q; rename one", g.Name, ns, other))
+		}
+		namespaces[ns] = g.Name
 		if g.Path == "" {
 			return fail("path", "required")
 		}
@@ -388,6 +401,12 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 		if g.Retry.OnceAttempts == 0 {
 			g.Retry.OnceAttempts = DefaultOnceAttempts
+		}
+		switch {
+		case g.ApplyConcurrency == 0:
+			g.ApplyConcurrency = DefaultApplyConcurrency
+		case g.ApplyConcurrency < 0 || g.ApplyConcurrency > MaxApplyConcurrency:
+			return fail("applyConcurrency", fmt.Sprintf("%d: want 1 to %d", g.ApplyConcurrency, MaxApplyConcurrency))
 		}
 	}
 	return nil

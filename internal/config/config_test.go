@@ -45,6 +45,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"author":   c.Repository.Author.Name,
 		"userEnv":  c.Repository.Credentials.PasswordEnv,
 		"gateLine": g.Line(),
+		"applyAt":  g.ApplyConcurrency,
 	}
 	want := map[string]any{
 		"source":   "main",
@@ -61,6 +62,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"author":   "Sluice",
 		"userEnv":  "SLUICE_GIT_TOKEN",
 		"gateLine": 7,
+		"applyAt":  10,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
@@ -140,6 +142,25 @@ func TestParseRejectsBadInput(t *testing.T) {
 				return s + "  - name: staging\n    path: environments/other\n    targetBranch: other\n"
 			},
 			want: `gates[1].name: gate "staging" is defined twice`,
+		},
+		{
+			name: "an apply concurrency out of range is rejected",
+			edit: func(s string) string { return s + "    applyConcurrency: 1000\n" },
+			want: "sluice.yaml:7: gates[0].applyConcurrency: 1000: want 1 to 100",
+		},
+		{
+			name: "gate names that make the same test namespace are rejected",
+			edit: func(s string) string {
+				return strings.Replace(s, "- name: staging", "- name: team-a", 1) + "  - name: team--a\n    path: environments/other\n    targetBranch: other\n"
+			},
+			want: `sluice.yaml:15: gates[1].name: gate "team--a" would share its test namespaces (sluice-team-a-<sha>) with gate "team-a"`,
+		},
+		{
+			name: "a gate name with a dash run beside another is rejected in either order",
+			edit: func(s string) string {
+				return strings.Replace(s, "- name: staging", "- name: web---1", 1) + "  - name: web-1\n    path: environments/other\n    targetBranch: other\n"
+			},
+			want: `gates[1].name: gate "web-1" would share its test namespaces (sluice-web-1-<sha>) with gate "web---1"`,
 		},
 		{
 			name: "a gate name that cannot make a namespace is rejected",
