@@ -69,11 +69,14 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	// Without the key, status still shows the notes, and says they are unverified.
-	key, err := loadVerdictKey(ctx, cfg, func() (*rest.Config, error) {
+	// Without the key, status still shows the notes, and says they are
+	// unverified; an unreachable cluster does not hold it up for long.
+	keyCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	key, err := loadVerdictKey(keyCtx, cfg, func() (*rest.Config, error) {
 		rc, _, err := loadKubeconfig(*kubeconfig)
 		return rc, err
 	}, false)
+	cancel()
 	if err != nil {
 		fmt.Fprintf(stderr, "warning: %v\nwarning: without the verdict key the verdicts shown are not verified\n", err)
 	}
@@ -229,14 +232,15 @@ func printCommit(w io.Writer, p *progress, c commitStatus) {
 	}
 	extra := ""
 	switch {
-	case c.Unverified:
-		extra = "unverified (no verdict key)"
 	case c.Skipped:
 		extra = "same render as a tested candidate"
 	case c.Revert != "":
 		extra = "reverted by " + short7(c.Revert)
 	case len(c.Reverted) > 0 && c.Verdict == "passed":
 		extra = "tested without " + shortList(c.Reverted)
+	}
+	if c.Unverified {
+		extra = strings.TrimSpace(extra + " (unverified: no verdict key)")
 	}
 	fmt.Fprintf(w, "    %s  %-40s %-14s %-*s %7s  %s\n", short7(c.SHA), clip(c.Subject, 40), clip(c.Author, 14),
 		8+len(verdict)-visible(verdict), verdict, c.Duration, extra)
