@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -320,5 +321,27 @@ func TestRevertWithoutNoteConverges(t *testing.T) {
 				t.Errorf("staging = %s, want the revert %s", got[:7], revert[:7])
 			}
 		})
+	}
+}
+
+// An unverifiable record Sluice keeps meeting (here on staging's tip, read
+// at every pass) is logged once, not at every pass; Sluice's own records
+// are never reported.
+func TestUnverifiableRecordLoggedOnce(t *testing.T) {
+	f := newQueueFixture(t)
+	initial := f.remote("rev-parse", "origin/staging")
+	f.forgeNote(initial, "gate: staging\nverdict: passed\n")
+	logs := &logCapture{}
+	f.runner.Log = slog.New(logs)
+	f.push("bump B to v4", "env/b.yaml", deployment("b", "v4"))
+	f.push("bump A to v3", "env/a.yaml", deployment("a", "v3"))
+	for range 2 {
+		if err := f.runner.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := logs.find(slog.LevelWarn, "ignoring a verdict record Sluice cannot verify")
+	if len(got) != 1 || got[0].Attrs["commit"] != initial[:7] || got[0].Attrs["gate"] != "staging" {
+		t.Errorf("warnings = %+v, want one for staging's tip %s", got, initial[:7])
 	}
 }
