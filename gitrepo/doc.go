@@ -14,9 +14,14 @@
 //	Queue(source, target)      first-parent commits after the target, oldest first
 //	Revert(pending, tree(C))   the candidate: C's tree without rejected commits
 //	TreeFS(candidate, opts)    an io/fs view to render from
-//	WriteNote, PushNotes       the verdict, one record per gate
+//	SignRecord, SetRecord      the verdict, one signed record per gate
+//	PushNotes                  published; ReadRecord believes only a signed one
 //	Push(target, old, C)       fast-forward when C passed, or else
-//	CommitTree(Revert(C, tree(tip)), tip, RevertMessage(C, ...)), Push(source, tip, revert)
+//	CommitTree(Revert(C, tree(tip)), tip, SignRevert(RevertMessage(C, ...))), Push(source, tip, revert)
+//
+// Anybody who can push can write notes and trailers: a VerdictKey signs what
+// Sluice writes, and ReadRecord and RevertOf believe nothing else (RevertOf
+// also takes git's own revert whose tree undoes the commit).
 //
 // The package does not log. It returns records and errors; the sentinel
 // errors (ErrConflict and friends) say which error means what for the caller.

@@ -25,6 +25,7 @@ func FuzzDecodeNote(f *testing.F) {
 	f.Add([]byte("\n\n\ngate: g\nverdict: passed\n\n\n"))
 	f.Add([]byte("gate: g\nverdict: passed\n\ngate: g\nverdict: passed\n"))
 	f.Add([]byte("gate:\nverdict:\n:\n"))
+	f.Add([]byte("gate: g\nverdict: passed\nreason:\n    x\nsignature: hmac-sha256:" + strings.Repeat("ab", 32) + "\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		n, err := DecodeNote(in)
 		if err != nil {
@@ -37,6 +38,37 @@ func FuzzDecodeNote(f *testing.F) {
 		}
 		if enc2 := EncodeNote(n2); !bytes.Equal(enc, enc2) {
 			t.Fatalf("encoding not stable for %q:\n%s\n---\n%s", in, enc, enc2)
+		}
+	})
+}
+
+// FuzzSignRecord: every record DecodeNote accepts, once signed, verifies
+// after going through a note, for its commit only.
+func FuzzSignRecord(f *testing.F) {
+	f.Add(EncodeNote(sampleNote))
+	f.Add([]byte("gate: g\nverdict: failed\nreason:\n\n    x\n\n\n    y\n"))
+	f.Add([]byte("gate: g\nverdict: passed\nstarted: 2025-01-02T03:04:05.123+02:00\ndurations: a=1.500s\n"))
+	key, err := NewVerdictKey(bytes.Repeat([]byte{'k'}, MinVerdictKeyLen))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		n, err := DecodeNote(in)
+		if err != nil {
+			return
+		}
+		for _, rec := range n.Records {
+			signed, err := key.SignRecord(hash('1'), rec)
+			if err != nil {
+				t.Fatalf("SignRecord(%+v) = %v", rec, err)
+			}
+			back, err := DecodeNote(EncodeNote(Note{Records: []Record{signed}}))
+			if err != nil || len(back.Records) != 1 {
+				t.Fatalf("signed record does not decode: %v\n%s", err, EncodeNote(Note{Records: []Record{signed}}))
+			}
+			if !key.VerifyRecord(hash('1'), back.Records[0]) || key.VerifyRecord(hash('2'), back.Records[0]) {
+				t.Fatalf("signed record of %q verifies wrongly", in)
+			}
 		}
 	})
 }

@@ -1,16 +1,20 @@
 package gitrepo
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// Trailer keys Sluice writes on its revert commits.
+// Trailer keys Sluice writes on its revert commits. They are believed only
+// under a valid Sluice-Signature (see RevertOf): anybody can write the others.
 const (
-	TrailerGate     = "Sluice-Gate"
-	TrailerRejected = "Sluice-Rejected"
+	TrailerGate      = "Sluice-Gate"
+	TrailerRejected  = "Sluice-Rejected"
+	TrailerSignature = "Sluice-Signature"
 )
 
 // maxReasonLines is how much of a failure a revert commit message quotes;
@@ -32,6 +36,9 @@ const maxReasonLines = 20
 //	Sluice-Rejected: <full sha>
 //
 // With an empty reason the quoted block is left out ("Gate <gate> rejected it.").
+// VerdictKey.SignRevert adds the Sluice-Signature trailer once the revert's
+// parent and tree are known. The first three lines are what `git revert`
+// writes, so the revert is recognised as one without the key too.
 func RevertMessage(c Commit, gate, reason string) string {
 	gate = oneLine(gate)
 	var b strings.Builder
@@ -189,33 +196,87 @@ func splitTrailer(l string) (key, value string, ok bool) {
 	return key, strings.TrimSpace(l[i+1:]), true
 }
 
-// FindReverts returns, for the first-parent commits from tip back to (not
-// including) since and everything reachable from since — ZeroHash for the
-// whole first-parent history — the revert commits gate wrote: rejected
-// commit → revert commit, read from the Sluice-Gate and Sluice-Rejected
-// trailers. If a commit was reverted more than once, the newest revert is kept.
-// It is how Sluice never reverts the same commit twice.
-func (r *Repository) FindReverts(tip plumbing.Hash, gate string, since plumbing.Hash) (map[plumbing.Hash]plumbing.Hash, error) {
+// Revert is a commit recognised as undoing another.
+type Revert struct {
+	Commit   Commit
+	Rejected plumbing.Hash // the commit it undoes
+	// Gate is the gate that wrote and signed it; "" when it was recognised
+	// by git's message and its tree (a person's `git revert`).
+	Gate string
+}
+
+// RevertOf reports whether c reverts another commit. It believes two kinds
+// of evidence and nothing else:
+//
+//   - Sluice's own revert: a Sluice-Signature trailer that key made over
+//     c's parent, tree and the rest of its message; Sluice-Gate and
+//     Sluice-Rejected then say which gate rejected which commit.
+//   - git's revert: the message starts as `git revert` writes it,
+//     `Revert "<subject>"`, a blank line, `This reverts commit <sha>.` (or
+//     `…, reversing` for a merge), the subject is the named commit's, and
+//     c's tree is what reverting that commit on c's parent gives (Revert),
+//     so the commit really undoes it and changes nothing else.
+//
+// A line quoted in a longer message (a squash merge's), or trailers
+// someone else wrote, prove nothing.
+func (r *Repository) RevertOf(c Commit, key *VerdictKey) (Revert, bool, error) {
+	if key.verifyRevert(c) {
+		rejected, ok := parseHash(c.Trailers.Get(TrailerRejected))
+		gate := c.Trailers.Get(TrailerGate)
+		if ok && gate != "" {
+			return Revert{Commit: c, Rejected: rejected, Gate: gate}, true, nil
+		}
+	}
+	rejected, ok := gitRevertTarget(c.Message)
+	if !ok || c.Parent.IsZero() {
+		return Revert{}, false, nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	commits, err := r.firstParentRange(tip, since)
+	orig, err := object.GetCommit(r.st, rejected)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return Revert{}, false, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("find reverts: %w", err)
+		return Revert{}, false, fmt.Errorf("revert of %s: %w", short(rejected), err)
 	}
-	out := map[plumbing.Hash]plumbing.Hash{}
-	for _, c := range commits { // newest first
-		if c.Trailers.Get(TrailerGate) != gate {
-			continue
-		}
-		rejected, ok := parseHash(c.Trailers.Get(TrailerRejected))
-		if !ok {
-			continue
-		}
-		if _, seen := out[rejected]; !seen {
-			out[rejected] = c.Hash
-		}
+	if subject := toCommit(orig).Subject; oneLine(c.Subject) != oneLine(`Revert "`+subject+`"`) {
+		return Revert{}, false, nil
 	}
-	return out, nil
+	parent, err := object.GetCommit(r.st, c.Parent)
+	if err != nil {
+		return Revert{}, false, fmt.Errorf("revert of %s: parent: %w", short(rejected), err)
+	}
+	tree, err := r.revertLocked(rejected, parent.TreeHash)
+	if errors.Is(err, ErrConflict) {
+		return Revert{}, false, nil
+	}
+	if err != nil {
+		return Revert{}, false, fmt.Errorf("revert of %s: %w", short(rejected), err)
+	}
+	if tree != c.Tree {
+		return Revert{}, false, nil
+	}
+	return Revert{Commit: c, Rejected: rejected}, true, nil
+}
+
+// gitRevertTarget reads the commit a message in `git revert`'s own form
+// names: the subject line, one blank line, then "This reverts commit
+// <sha>." or "This reverts commit <sha>, reversing" as the first line of
+// the body.
+func gitRevertTarget(msg string) (plumbing.Hash, bool) {
+	lines := strings.SplitN(msg, "\n", 4)
+	if len(lines) < 3 || !strings.HasPrefix(lines[0], `Revert "`) || strings.TrimSpace(lines[1]) != "" {
+		return plumbing.ZeroHash, false
+	}
+	rest, ok := strings.CutPrefix(strings.TrimRight(lines[2], " \r"), "This reverts commit ")
+	if !ok || len(rest) < 40 {
+		return plumbing.ZeroHash, false
+	}
+	if tail := rest[40:]; tail != "." && tail != ", reversing" {
+		return plumbing.ZeroHash, false
+	}
+	return parseHash(rest[:40])
 }
 
 // parseHash accepts exactly 40 lowercase hex digits.

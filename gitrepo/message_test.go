@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -105,38 +106,68 @@ func TestParseTrailersMatchesGit(t *testing.T) {
 	}
 }
 
-func TestFindReverts(t *testing.T) {
+// testKey is a verdict key for tests.
+func testKey(t testing.TB, fill byte) *VerdictKey {
+	t.Helper()
+	k, err := NewVerdictKey([]byte(strings.Repeat(string(fill), MinVerdictKeyLen)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestRevertOf(t *testing.T) {
 	r := memRepo(t)
-	c1 := mkCommit(t, r, plumbing.ZeroHash, "c1", files{"a": "1\n"})
-	bad := mkCommit(t, r, c1, "bump B to v4", files{"a": "1\n", "b": "4\n"})
+	key := testKey(t, 'k')
+	c1 := mkCommit(t, r, plumbing.ZeroHash, "c1", files{"a": "1\n2\n3\n4\n", "b": "3\n"})
+	bad := mkCommit(t, r, c1, "bump B to v4", files{"a": "1\n2\n3\n4\n", "b": "4\n"})
 	badCommit, _ := r.Commit(bad)
-	x := mkCommit(t, r, bad, "x", files{"a": "1\n", "b": "4\n", "x": "x\n"})
-	rev1 := mkCommit(t, r, x, RevertMessage(badCommit, "staging", "failed"), files{"a": "1\n", "x": "x\n"})
-	other := mkCommit(t, r, rev1, RevertMessage(Commit{Hash: c1, Subject: "c1"}, "prod", "failed"), files{"x": "x\n"})
-	fake := mkCommit(t, r, other, "mentions Sluice-Gate: staging in prose", files{"x": "x\n"})
+	later := mkCommit(t, r, bad, "x", files{"a": "1\n2\n3\nfour\n", "b": "4\n", "x": "x\n"})
+	undone := files{"a": "1\n2\n3\nfour\n", "b": "3\n", "x": "x\n"}
+
+	gitMsg := fmt.Sprintf("Revert \"bump B to v4\"\n\nThis reverts commit %s.\n", bad)
+	sluiceMsg := RevertMessage(badCommit, "staging", "failed")
+	undoneTree := mkTree(t, r, undone)
+	signed := key.SignRevert(sluiceMsg, later, undoneTree)
 
 	tests := []struct {
-		name  string
-		since plumbing.Hash
-		want  map[plumbing.Hash]plumbing.Hash
+		name     string
+		msg      string
+		tree     files
+		key      *VerdictKey
+		want     bool
+		wantGate string
 	}{
-		{name: "the whole history", since: plumbing.ZeroHash, want: map[plumbing.Hash]plumbing.Hash{bad: rev1}},
-		{name: "since before the revert", since: x, want: map[plumbing.Hash]plumbing.Hash{bad: rev1}},
-		{name: "since the revert itself", since: rev1, want: map[plumbing.Hash]plumbing.Hash{}},
+		{name: "Sluice's signed revert names its gate", msg: signed, tree: undone, key: key, want: true, wantGate: "staging"},
+		{name: "Sluice's revert under another key is still git's exact revert, of no gate", msg: signed, tree: undone, key: testKey(t, 'o'), want: true},
+		{name: "a person's git revert", msg: gitMsg, tree: undone, key: key, want: true},
+		{name: "git revert of a merge names the parent", msg: fmt.Sprintf("Revert \"bump B to v4\"\n\nThis reverts commit %s, reversing\nchanges made to %s.\n", bad, c1), tree: undone, key: key, want: true},
+		{name: "git revert with an explanation below", msg: gitMsg + "\nIt broke A.\n", tree: undone, key: key, want: true},
+		{name: "a signed message on a commit that does more is nobody's revert", msg: signed, tree: merged(undone, files{"y": "y\n"}), key: key},
+		{name: "git's message on a commit that does more", msg: gitMsg, tree: merged(undone, files{"y": "y\n"}), key: key},
+		{name: "git's message on a commit that does not undo it", msg: gitMsg, tree: merged(undone, files{"b": "5\n"}), key: key},
+		{name: "git's message with another subject", msg: strings.Replace(gitMsg, "bump B", "bump C", 1), tree: undone, key: key},
+		{name: "a squash merge quoting the line", msg: "Merge feature (#12)\n\n* bump C\n\nRevert \"bump B to v4\"\n\nThis reverts commit " + bad.String() + ".\n", tree: undone, key: key},
+		{name: "the line alone, without git's subject", msg: "undo\n\nThis reverts commit " + bad.String() + ".\n", tree: undone, key: key},
+		{name: "a person's Sluice trailers", msg: "tidy\n\nSluice-Gate: staging\nSluice-Rejected: " + bad.String() + "\n", tree: undone, key: key},
+		{name: "a person's Sluice trailers with a made-up signature", msg: sluiceMsg + "Sluice-Signature: hmac-sha256:" + strings.Repeat("0", 64) + "\n", tree: merged(undone, files{"y": "y\n"}), key: key},
+		{name: "git's message naming an unknown commit", msg: strings.ReplaceAll(gitMsg, bad.String(), strings.Repeat("e", 40)), tree: undone, key: key},
+		{name: "no key: only git's revert counts", msg: signed, tree: undone, key: nil, want: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := r.FindReverts(fake, "staging", tt.since)
+			h := mkCommit(t, r, later, tt.msg, tt.tree)
+			c, err := r.Commit(h)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("FindReverts() (-want +got):\n%s", diff)
+			got, ok, err := r.RevertOf(c, tt.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tt.want || (ok && (got.Rejected != bad || got.Gate != tt.wantGate || got.Commit.Hash != h)) {
+				t.Errorf("RevertOf() = %+v, %v; want %v, rejecting %s, gate %q", got, ok, tt.want, short(bad), tt.wantGate)
 			}
 		})
-	}
-	got, err := r.FindReverts(fake, "prod", plumbing.ZeroHash)
-	if err != nil || len(got) != 1 || got[c1] != other {
-		t.Errorf("FindReverts(prod) = %v, %v; want c1 → %s", got, err, other)
 	}
 }

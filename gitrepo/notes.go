@@ -51,6 +51,10 @@ type Record struct {
 	Started   time.Time
 	Durations map[string]time.Duration // e.g. render, apply, health, tests, total
 	Attempts  int
+	// Signature is Sluice's signature over the other fields and the commit
+	// the record is attached to (VerdictKey.SignRecord); a record without a
+	// valid one is not Sluice's and is never believed.
+	Signature string
 }
 
 // Get returns the record of gate.
@@ -88,6 +92,7 @@ const (
 	keyAttempts     = "attempts"
 	keyDurations    = "durations"
 	keyReason       = "reason"
+	keySignature    = "signature"
 )
 
 const reasonIndent = "    "
@@ -150,6 +155,9 @@ func EncodeNote(n Note) []byte {
 				}
 				b.WriteByte('\n')
 			}
+		}
+		if r.Signature != "" {
+			kv(keySignature, r.Signature)
 		}
 	}
 	return b.Bytes()
@@ -306,6 +314,11 @@ func setField(r *Record, key, v string) error {
 			return errors.New("want an RFC 3339 time")
 		}
 		r.Started = t
+	case keySignature:
+		if !validSignature(v) {
+			return fmt.Errorf("want %s and 64 lowercase hex digits", signaturePrefix)
+		}
+		r.Signature = v
 	case keyAttempts:
 		a, err := strconv.Atoi(v)
 		if err != nil || a < 0 || strconv.Itoa(a) != v {
@@ -347,35 +360,161 @@ func validDurationKey(k string) bool {
 }
 
 // ReadNote returns the note on commit from the local notes ref: the remote's
-// as of the last Fetch, plus notes written since. found is false if there is none.
-func (r *Repository) ReadNote(commit plumbing.Hash) (Note, bool, error) {
+// as of the last Fetch, plus notes written since. found is false if there is
+// none. Anybody can write a note, so it is read leniently: a gate's block
+// that does not parse is left out, never an error. Nothing in it is
+// verified; ReadRecord is what believes a record.
+func (r *Repository) ReadNote(commit plumbing.Hash) (n Note, found bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.readNoteLocked(commit)
+	b, found, err := r.readNoteBlobLocked(commit)
+	if err != nil || !found {
+		return Note{}, found, err
+	}
+	blocks, _ := splitNote(b)
+	for _, bl := range blocks {
+		if rec, ok := bl.record(); ok {
+			if _, dup := n.Get(rec.Gate); !dup {
+				n.Records = append(n.Records, rec)
+			}
+		}
+	}
+	return n, true, nil
 }
 
-func (r *Repository) readNoteLocked(commit plumbing.Hash) (Note, bool, error) {
+// RecordState says what commit's note holds for one gate.
+type RecordState int
+
+const (
+	// RecordAbsent: no note, or a note with no block for the gate.
+	RecordAbsent RecordState = iota
+	// RecordVerified: a record Sluice signed for this commit and gate.
+	RecordVerified
+	// RecordUnverifiable: a block for the gate that does not parse, is not
+	// signed or is signed wrongly (changed, or copied from another commit),
+	// or a note with text that belongs to no gate and nothing for this one.
+	RecordUnverifiable
+)
+
+// ReadRecord returns gate's record on commit if key verifies it. Whatever
+// else the note holds for the gate is RecordUnverifiable, and its Record is
+// empty: the caller treats it as absent.
+func (r *Repository) ReadRecord(commit plumbing.Hash, gate string, key *VerdictKey) (Record, RecordState, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, found, err := r.readNoteBlobLocked(commit)
+	if err != nil || !found {
+		return Record{}, RecordAbsent, err
+	}
+	blocks, orphan := splitNote(b)
+	state := RecordAbsent
+	if orphan {
+		state = RecordUnverifiable
+	}
+	for _, bl := range blocks {
+		if bl.gate != gate {
+			continue
+		}
+		if rec, ok := bl.record(); ok && key.VerifyRecord(commit, rec) {
+			return rec, RecordVerified, nil
+		}
+		state = RecordUnverifiable
+	}
+	return Record{}, state, nil
+}
+
+func (r *Repository) readNoteBlobLocked(commit plumbing.Hash) ([]byte, bool, error) {
 	tip, err := r.refHash(NotesRef)
 	if err != nil || tip.IsZero() {
-		return Note{}, false, err
+		return nil, false, err
 	}
 	tree, err := r.commitTreeOf(tip)
 	if err != nil {
-		return Note{}, false, fmt.Errorf("read note: %w", err)
+		return nil, false, fmt.Errorf("read note: %w", err)
 	}
 	paths, err := r.notePaths(tree, commit.String(), "")
 	if err != nil || len(paths) == 0 {
-		return Note{}, false, err
+		return nil, false, err
 	}
 	b, err := readBlob(r.st, paths[0].hash)
 	if err != nil {
-		return Note{}, false, fmt.Errorf("read note on %s: %w", short(commit), err)
+		return nil, false, fmt.Errorf("read note on %s: %w", short(commit), err)
 	}
-	n, err := DecodeNote(b)
-	if err != nil {
-		return Note{}, false, fmt.Errorf("read note on %s: %w", short(commit), err)
+	return b, true, nil
+}
+
+// noteBlock is one gate's part of a note, as written: from a line starting
+// with "gate:" (at the start or after a blank line) up to the next such
+// line, without trailing blank lines. A reason's lines are indented, so no
+// reason can start a block.
+type noteBlock struct {
+	gate string
+	text string
+}
+
+// splitNote cuts a note into blocks; orphan says there was text before the
+// first block, which belongs to no gate.
+func splitNote(b []byte) (blocks []noteBlock, orphan bool) {
+	lines := strings.Split(string(b), "\n")
+	var cur []string
+	flush := func() {
+		for len(cur) > 0 && strings.TrimSpace(cur[len(cur)-1]) == "" {
+			cur = cur[:len(cur)-1]
+		}
+		if len(cur) > 0 {
+			gate, _ := strings.CutPrefix(cur[0], keyGate+":")
+			blocks = append(blocks, noteBlock{gate: strings.TrimSpace(gate), text: strings.Join(cur, "\n") + "\n"})
+		}
+		cur = nil
 	}
-	return n, true, nil
+	inBlock := false
+	for i, l := range lines {
+		if strings.HasPrefix(l, keyGate+":") && (i == 0 || lines[i-1] == "") {
+			flush()
+			inBlock = true
+		}
+		if !inBlock {
+			if strings.TrimSpace(l) != "" {
+				orphan = true
+			}
+			continue
+		}
+		cur = append(cur, l)
+	}
+	flush()
+	return blocks, orphan
+}
+
+// record decodes the block strictly, as the one record of its gate.
+func (bl noteBlock) record() (Record, bool) {
+	n, err := DecodeNote([]byte(bl.text))
+	if err != nil || len(n.Records) != 1 || n.Records[0].Gate != bl.gate {
+		return Record{}, false
+	}
+	return n.Records[0], true
+}
+
+// setBlock replaces every block of gate by text ("" removes them).
+func setBlock(blocks []noteBlock, gate, text string) []noteBlock {
+	out := slices.DeleteFunc(slices.Clone(blocks), func(bl noteBlock) bool { return bl.gate == gate })
+	if text != "" {
+		out = append(out, noteBlock{gate: gate, text: text})
+	}
+	return out
+}
+
+// joinBlocks writes blocks sorted by gate, separated by a blank line.
+func joinBlocks(blocks []noteBlock) []byte {
+	blocks = slices.Clone(blocks)
+	slices.SortStableFunc(blocks, func(a, b noteBlock) int { return strings.Compare(a.gate, b.gate) })
+	var b bytes.Buffer
+	for i, bl := range blocks {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(bl.text)
+	}
+	return b.Bytes()
 }
 
 // WriteNote sets the note on commit, replacing any earlier one, as a new
@@ -384,24 +523,27 @@ func (r *Repository) readNoteLocked(commit plumbing.Hash) (Note, bool, error) {
 func (r *Repository) WriteNote(commit plumbing.Hash, n Note) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.writeNoteLocked(commit, n)
+	return r.writeNoteLocked(commit, EncodeNote(n))
 }
 
-// SetRecord sets rec as the record of rec.Gate in commit's note, keeping the
-// records of other gates, in one step: gates that record verdicts on the
-// same commit at the same time never lose each other's records.
+// SetRecord sets rec as the record of rec.Gate in commit's note, in one
+// step: gates that record verdicts on the same commit at the same time never
+// lose each other's records. The blocks of other gates are kept byte for
+// byte, whether they parse or not (they are theirs to judge); text that
+// belongs to no gate is dropped.
 func (r *Repository) SetRecord(commit plumbing.Hash, rec Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n, _, err := r.readNoteLocked(commit)
+	b, _, err := r.readNoteBlobLocked(commit)
 	if err != nil {
 		return err
 	}
-	n.Set(rec)
-	return r.writeNoteLocked(commit, n)
+	blocks, _ := splitNote(b)
+	blocks = setBlock(blocks, rec.Gate, string(EncodeNote(Note{Records: []Record{rec}})))
+	return r.writeNoteLocked(commit, joinBlocks(blocks))
 }
 
-func (r *Repository) writeNoteLocked(commit plumbing.Hash, n Note) error {
+func (r *Repository) writeNoteLocked(commit plumbing.Hash, note []byte) error {
 	tip, err := r.refHash(NotesRef)
 	if err != nil {
 		return err
@@ -412,7 +554,7 @@ func (r *Repository) writeNoteLocked(commit plumbing.Hash, n Note) error {
 			return fmt.Errorf("write note: %w", err)
 		}
 	}
-	blob, err := writeBlob(r.st, EncodeNote(n))
+	blob, err := writeBlob(r.st, note)
 	if err != nil {
 		return fmt.Errorf("write note: %w", err)
 	}
@@ -566,7 +708,9 @@ func (r *Repository) syncNotesLocked() error {
 // mergeNotes re-applies the notes that ours changed since its merge base with
 // theirs on top of theirs, and returns the new notes commit (theirs itself if
 // nothing of ours is left). For a commit both sides annotated, the merge is
-// per gate: their records stay, ours replace those of the gates we wrote.
+// per gate block: their blocks stay, ours replace those of the gates whose
+// block we changed. Blocks are compared and kept as text, so a block that
+// does not parse is merged like any other.
 func (r *Repository) mergeNotes(ours, theirs plumbing.Hash) (plumbing.Hash, error) {
 	oc, err := object.GetCommit(r.st, ours)
 	if err != nil {
@@ -599,31 +743,32 @@ func (r *Repository) mergeNotes(ours, theirs plumbing.Hash) (plumbing.Hash, erro
 		if baseNotes[key] == blob {
 			continue // not ours
 		}
-		ourNote, err := r.decodeBlob(blob)
+		ourBlocks, err := r.blobBlocks(blob)
 		if err != nil {
 			return plumbing.ZeroHash, fmt.Errorf("our note on %s: %w", key[:12], err)
 		}
-		var baseNote Note
+		var baseBlocks []noteBlock
 		if b, ok := baseNotes[key]; ok {
-			baseNote, _ = r.decodeBlob(b) // unreadable base: treat every record as ours
+			if baseBlocks, err = r.blobBlocks(b); err != nil {
+				return plumbing.ZeroHash, err
+			}
 		}
-		merged := ourNote
+		merged := ourBlocks
 		theirPaths, err := r.notePaths(tc.TreeHash, key, "")
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
 		if len(theirPaths) > 0 {
-			// An unreadable note of theirs is replaced by ours rather than kept half-merged.
-			if theirNote, err := r.decodeBlob(theirPaths[0].hash); err == nil {
-				merged = Note{Records: slices.Clone(theirNote.Records)}
-				for _, rec := range ourNote.Records {
-					if b, ok := baseNote.Get(rec.Gate); !ok || !recordsEqual(b, rec) {
-						merged.Set(rec)
-					}
+			if merged, err = r.blobBlocks(theirPaths[0].hash); err != nil {
+				return plumbing.ZeroHash, err
+			}
+			for _, bl := range ourBlocks {
+				if !slices.Contains(baseBlocks, bl) {
+					merged = setBlock(merged, bl.gate, bl.text)
 				}
 			}
 		}
-		newBlob, err := writeBlob(r.st, EncodeNote(merged))
+		newBlob, err := writeBlob(r.st, joinBlocks(merged))
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
@@ -642,16 +787,13 @@ func (r *Repository) mergeNotes(ours, theirs plumbing.Hash) (plumbing.Hash, erro
 	return r.commitTreeLocked(tree, theirs, msg, time.Now())
 }
 
-func (r *Repository) decodeBlob(h plumbing.Hash) (Note, error) {
+func (r *Repository) blobBlocks(h plumbing.Hash) ([]noteBlock, error) {
 	b, err := readBlob(r.st, h)
 	if err != nil {
-		return Note{}, err
+		return nil, err
 	}
-	return DecodeNote(b)
-}
-
-func recordsEqual(a, b Record) bool {
-	return bytes.Equal(EncodeNote(Note{Records: []Record{a}}), EncodeNote(Note{Records: []Record{b}}))
+	blocks, _ := splitNote(b)
+	return blocks, nil
 }
 
 // PushNotes publishes the local notes ref to the remote's refs/notes/sluice

@@ -69,6 +69,7 @@ func BenchmarkDrainQueue(b *testing.B) {
 			Gates: []Gate{{Name: "staging", Path: "env", Target: "staging", Revert: true,
 				InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, OnceAttempts: 1}},
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Key: testKey,
 		}
 		b.StartTimer()
 		start := time.Now()

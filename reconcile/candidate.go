@@ -16,37 +16,66 @@ import (
 )
 
 // verdict returns c's verdict for the gate: the one recorded in its note,
-// the one a revert commit of Sluice's already gave it, or a new test.
-// fresh says the verdict is not in the notes yet: the caller acts on it
-// (fast-forward or revert) and then records it.
+// if Sluice signed it, the one a revert commit Sluice signed already gave
+// it, or a new test. fresh says the verdict is not in the notes yet: the
+// caller acts on it (fast-forward or revert) and then records it.
 func (r *Runner) verdict(ctx context.Context, q *walk, c gitrepo.Commit) (rec gitrepo.Record, fresh bool, err error) {
 	g := q.gate
-	note, _, err := r.Repo.ReadNote(c.Hash)
+	rec, ok, err := r.readRecord(g.Name, c.Hash)
 	if err != nil {
-		return rec, false, fmt.Errorf("read note of %s: %w", short(c.Hash), err)
+		return rec, false, err
 	}
-	if rec, ok := note.Get(g.Name); ok && (rec.Verdict == string(Passed) || rec.Verdict == string(Failed)) {
+	if ok && (rec.Verdict == string(Passed) || rec.Verdict == string(Failed)) {
 		return rec, false, nil
 	}
-	if rev, ok := q.reverts[c.Hash]; ok && rev.Trailers.Get(gitrepo.TrailerGate) == g.Name {
+	if rev, ok := q.reverts[c.Hash]; ok && rev.Gate == g.Name {
 		// Sluice rejected c and pushed the revert, then stopped before the
-		// note said so: take the verdict from the revert instead of testing again.
+		// note said so: take the verdict from the revert (its signature
+		// says Sluice wrote it) instead of testing again.
 		return gitrepo.Record{
 			Gate:         g.Name,
 			Verdict:      string(Failed),
-			Reason:       reasonFromRevert(rev.Message),
-			RevertCommit: rev.Hash,
-			Started:      rev.When.UTC(),
+			Reason:       reasonFromRevert(rev.Commit.Message),
+			RevertCommit: rev.Commit.Hash,
+			Started:      rev.Commit.When.UTC(),
 		}, true, nil
 	}
 	rec, err = r.test(ctx, q, c)
 	return rec, err == nil, err
 }
 
-// record writes rec into c's note, keeping other gates' records, and
-// pushes the notes.
+// readRecord returns gate's record on c if it is one Sluice signed for c.
+// Anything else the note holds for the gate (unsigned, signed wrongly or
+// for another commit, or not parsing) is ignored as if absent, and said
+// once per commit rather than at every pass.
+func (r *Runner) readRecord(gate string, c plumbing.Hash) (gitrepo.Record, bool, error) {
+	rec, state, err := r.Repo.ReadRecord(c, gate, r.Key)
+	if err != nil {
+		return gitrepo.Record{}, false, fmt.Errorf("read note of %s: %w", short(c), err)
+	}
+	if state == gitrepo.RecordUnverifiable {
+		r.mu.Lock()
+		if r.unverified == nil {
+			r.unverified = map[string]bool{}
+		}
+		first := !r.unverified[gate+"/"+c.String()]
+		r.unverified[gate+"/"+c.String()] = true
+		r.mu.Unlock()
+		if first {
+			r.log().Warn("ignoring a verdict record Sluice cannot verify", "gate", gate, "commit", short(c))
+		}
+	}
+	return rec, state == gitrepo.RecordVerified, nil
+}
+
+// record signs rec for c, writes it into c's note, keeping other gates'
+// records, and pushes the notes.
 func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) error {
-	if err := r.Repo.SetRecord(c.Hash, rec); err != nil {
+	signed, err := r.Key.SignRecord(c.Hash, rec)
+	if err != nil {
+		return fmt.Errorf("sign note of %s: %w", short(c.Hash), err)
+	}
+	if err := r.Repo.SetRecord(c.Hash, signed); err != nil {
 		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
 	}
 	// PushNotes's errors say "push notes" themselves.
@@ -59,9 +88,9 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 // verdict of a later attempt; an error record is never final. Failing to
 // write it (Git may be what is down) is only logged.
 func (r *Runner) recordError(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) {
-	note, _, err := r.Repo.ReadNote(c.Hash)
+	old, ok, err := r.readRecord(rec.Gate, c.Hash)
 	if err == nil {
-		if old, ok := note.Get(rec.Gate); ok && old.Verdict == string(Error) && old.Reason == rec.Reason {
+		if ok && old.Verdict == string(Error) && old.Reason == rec.Reason {
 			return
 		}
 		err = r.record(ctx, c, rec)
@@ -292,19 +321,19 @@ func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([
 // pushRevert writes a revert of c on top of the source tip and pushes it,
 // re-fetching and redoing it when someone pushed in between. A conflict
 // stops the gate: it needs a person.
-func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reason string) (gitrepo.Commit, error) {
+func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reason string) (gitrepo.Revert, error) {
 	start := time.Now()
 	msg := gitrepo.RevertMessage(c, g.Name, reason)
 	const attempts = 10
 	for i := 0; i < attempts; i++ {
 		if i > 0 {
 			if err := r.Repo.Fetch(ctx, r.Source); err != nil {
-				return gitrepo.Commit{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+				return gitrepo.Revert{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 			}
 		}
 		tip, err := r.Repo.Tip(r.Source)
 		if err != nil {
-			return gitrepo.Commit{}, err
+			return gitrepo.Revert{}, err
 		}
 		// The source may hold a revert of c that this pass has not seen:
 		// pushed by another gate draining at the same time (the fetch that
@@ -312,27 +341,29 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		// an empty commit. One pushed after tip was read makes the push
 		// below stale, and the next round finds it here.
 		if rev, ok, err := r.revertAfter(c, tip); err != nil {
-			return gitrepo.Commit{}, err
+			return gitrepo.Revert{}, err
 		} else if ok {
-			r.log().Info("commit already reverted", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev.Hash))
-			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Hash))})
+			r.log().Info("commit already reverted", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev.Commit.Hash))
+			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Commit.Hash))})
 			return rev, nil
 		}
 		head, err := r.Repo.Commit(tip)
 		if err != nil {
-			return gitrepo.Commit{}, err
+			return gitrepo.Revert{}, err
 		}
 		tree, err := r.Repo.Revert(c.Hash, head.Tree)
 		if err != nil {
 			if errors.Is(err, gitrepo.ErrConflict) {
 				r.emit(Event{Gate: g.Name, Commit: c, Step: "stopped", Detail: "revert conflicts"})
-				return gitrepo.Commit{}, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("commit %s (%q) failed but reverting it on %s conflicts with later changes: %v; revert or fix it by hand", short(c.Hash), c.Subject, r.Source, err)}
+				return gitrepo.Revert{}, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("commit %s (%q) failed but reverting it on %s conflicts with later changes: %v; revert or fix it by hand", short(c.Hash), c.Subject, r.Source, err)}
 			}
-			return gitrepo.Commit{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+			return gitrepo.Revert{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 		}
-		rev, err := r.Repo.CommitTree(tree, tip, msg)
+		// The signature binds the message to this parent and tree: it
+		// proves to a restarted Sluice that this revert is its own.
+		rev, err := r.Repo.CommitTree(tree, tip, r.Key.SignRevert(msg, tip, tree))
 		if err != nil {
-			return gitrepo.Commit{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+			return gitrepo.Revert{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 		}
 		err = r.Repo.Push(ctx, r.Source, tip, rev)
 		if errors.Is(err, gitrepo.ErrStale) {
@@ -340,28 +371,36 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 			continue
 		}
 		if err != nil {
-			return gitrepo.Commit{}, fmt.Errorf("push revert of %s: %w", short(c.Hash), err)
+			return gitrepo.Revert{}, fmt.Errorf("push revert of %s: %w", short(c.Hash), err)
 		}
 		r.pushedSource()
 		crashPoint("revert-pushed")
 		revCommit, err := r.Repo.Commit(rev)
 		if err != nil {
-			return gitrepo.Commit{}, err
+			return gitrepo.Revert{}, err
 		}
 		r.log().Info("revert pushed", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev), slog.String("branch", r.Source))
 		r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("%s pushed to %s", short(rev), r.Source)})
-		return revCommit, nil
+		return gitrepo.Revert{Commit: revCommit, Rejected: c.Hash, Gate: g.Name}, nil
 	}
-	return gitrepo.Commit{}, fmt.Errorf("push revert of %s: %s kept moving (%d attempts)", short(c.Hash), r.Source, attempts)
+	return gitrepo.Revert{}, fmt.Errorf("push revert of %s: %s kept moving (%d attempts)", short(c.Hash), r.Source, attempts)
 }
 
 // revertAfter finds a revert of c among the first-parent commits after c
-// up to tip.
-func (r *Runner) revertAfter(c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Commit, bool, error) {
+// up to tip, by the evidence findReverts believes.
+func (r *Runner) revertAfter(c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Revert, bool, error) {
 	later, err := r.Repo.Log(tip, c.Hash)
 	if err != nil {
-		return gitrepo.Commit{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+		return gitrepo.Revert{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 	}
-	rev, ok := findReverts(later)[c.Hash]
-	return rev, ok, nil
+	reverts, err := r.findReverts(later)
+	if err != nil {
+		return gitrepo.Revert{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
+	}
+	for _, rev := range reverts {
+		if rev.Rejected == c.Hash {
+			return rev, true, nil
+		}
+	}
+	return gitrepo.Revert{}, false, nil
 }

@@ -328,6 +328,7 @@ func (h *hostileRepo) runner(env Tester, logs *logCapture) *Runner {
 		}},
 		Env: env,
 		Log: slog.New(logs),
+		Key: testKey,
 	}
 }
 

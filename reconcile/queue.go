@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -33,6 +32,9 @@ func (r *Runner) Drain(ctx context.Context, g *Gate) error {
 // source branch, so that another pass must follow.
 func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
 	repo := r.Repo
+	if r.Key == nil {
+		return false, &StoppedError{Gate: g.Name, Reason: "no verdict key: Sluice cannot sign or verify verdicts"}
+	}
 	if err := repo.Fetch(ctx, r.Source, g.Target); err != nil {
 		if errors.Is(err, gitrepo.ErrBranchNotFound) {
 			return false, &StoppedError{Gate: g.Name, Reason: err.Error()}
@@ -63,16 +65,27 @@ func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
 		return false, nil
 	}
 
-	q := &walk{gate: g, target: target, reverts: findReverts(queue), seen: map[string]gitrepo.Record{}}
-	if note, ok, err := repo.ReadNote(target); err != nil {
+	reverts, err := r.findReverts(queue)
+	if err != nil {
 		return false, err
-	} else if rec, ok2 := note.Get(g.Name); ok && ok2 && rec.Verdict == string(Passed) {
+	}
+	q := &walk{gate: g, target: target, reverts: map[plumbing.Hash]gitrepo.Revert{}, seen: map[string]gitrepo.Record{}}
+	reverting := map[plumbing.Hash]plumbing.Hash{} // revert commit -> the commit it reverts
+	for _, rev := range reverts {
+		reverting[rev.Commit.Hash] = rev.Rejected
+		if _, dup := q.reverts[rev.Rejected]; !dup {
+			q.reverts[rev.Rejected] = rev
+		}
+	}
+	if rec, ok, err := r.readRecord(g.Name, target); err != nil {
+		return false, err
+	} else if ok && rec.Verdict == string(Passed) {
 		q.lastPassed = rec.Digest
 		q.passedCommit, q.passedTree = target, rec.Candidate
 	}
 
 	for _, c := range queue {
-		if rejected, ok := revertOf(c); ok {
+		if rejected, ok := reverting[c.Hash]; ok {
 			q.drop(rejected)
 		}
 		rec, fresh, err := r.verdict(ctx, q, c)
@@ -102,8 +115,8 @@ func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
 		case Failed:
 			q.pending = append(q.pending, c)
 			if rev, done := q.reverts[c.Hash]; done {
-				if rec.RevertCommit.IsZero() && rev.Trailers.Get(gitrepo.TrailerGate) == g.Name {
-					rec.RevertCommit, fresh = rev.Hash, true
+				if rec.RevertCommit.IsZero() && rev.Gate == g.Name {
+					rec.RevertCommit, fresh = rev.Commit.Hash, true
 				}
 			} else if g.Revert {
 				// The revert goes first: if it conflicts the gate stops and
@@ -113,7 +126,7 @@ func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
 					return again, err
 				}
 				q.reverts[c.Hash] = rev
-				rec.RevertCommit = rev.Hash
+				rec.RevertCommit = rev.Commit.Hash
 				again = true
 			}
 			if fresh {
@@ -131,7 +144,7 @@ type walk struct {
 	gate       *Gate
 	target     plumbing.Hash                    // the target branch's tip
 	pending    []gitrepo.Commit                 // rejected, revert not yet in the history walked
-	reverts    map[plumbing.Hash]gitrepo.Commit // rejected commit -> its revert in the source history
+	reverts    map[plumbing.Hash]gitrepo.Revert // rejected commit -> its revert in the source history
 	lastPassed string                           // digest of the last passed candidate
 	// The last passed commit and its candidate tree (zero when not
 	// recorded): what a control run applies.
@@ -156,31 +169,24 @@ func (q *walk) pendingHashes() []plumbing.Hash {
 	return hs
 }
 
-var revertsLine = regexp.MustCompile(`(?m)^This reverts commit ([0-9a-f]{40})\.?\s*$`)
-
-// revertOf reports which commit c reverts: by Sluice's trailer, or by the
-// line `git revert` writes, so a person's own revert counts too.
-func revertOf(c gitrepo.Commit) (plumbing.Hash, bool) {
-	if s := c.Trailers.Get(gitrepo.TrailerRejected); plumbing.IsHash(s) {
-		return plumbing.NewHash(s), true
-	}
-	if m := revertsLine.FindStringSubmatch(c.Message); m != nil {
-		return plumbing.NewHash(m[1]), true
-	}
-	return plumbing.ZeroHash, false
-}
-
-// findReverts maps each reverted commit to the commit that reverts it.
-func findReverts(queue []gitrepo.Commit) map[plumbing.Hash]gitrepo.Commit {
-	m := map[plumbing.Hash]gitrepo.Commit{}
+// findReverts returns the commits of queue that revert another, oldest
+// first. Only evidence nobody else can write counts (gitrepo.RevertOf):
+// Sluice's signature, or git's own revert message on a commit whose tree
+// really undoes the commit it names. A line quoting `This reverts commit`
+// in a squash merge, or Sluice's trailers written by someone else, make
+// nothing a revert.
+func (r *Runner) findReverts(queue []gitrepo.Commit) ([]gitrepo.Revert, error) {
+	var out []gitrepo.Revert
 	for _, c := range queue {
-		if h, ok := revertOf(c); ok {
-			if _, dup := m[h]; !dup {
-				m[h] = c
-			}
+		rev, ok, err := r.Repo.RevertOf(c, r.Key)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, rev)
 		}
 	}
-	return m
+	return out, nil
 }
 
 // checkTarget stops the gate when someone else moved its target branch.

@@ -120,6 +120,7 @@ func (f *queueFixture) newRunner(url string) *Runner {
 		}},
 		Env: f.env,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Key: testKey,
 	}
 }
 
@@ -321,34 +322,6 @@ func TestQueuePersonsRevertEndsThePending(t *testing.T) {
 	}
 	if got, main := f.remote("rev-parse", "origin/staging"), f.remote("rev-parse", "origin/main"); got != main {
 		t.Errorf("staging = %s, want main %s after the person's revert", got, main)
-	}
-}
-
-func TestRevertOf(t *testing.T) {
-	h := "0123456789abcdef0123456789abcdef01234567"
-	tests := []struct {
-		name string
-		msg  string
-		want string
-	}{
-		{"Sluice's trailer", "Revert \"x\"\n\nbody\n\nSluice-Gate: staging\nSluice-Rejected: " + h + "\n", h},
-		{"git revert's line", "Revert \"x\"\n\nThis reverts commit " + h + ".\n", h},
-		{"an ordinary commit", "bump A\n\nmentions " + h + "\n", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := gitrepo.Commit{Message: tt.msg, Trailers: gitrepo.ParseTrailers(tt.msg)}
-			got, ok := revertOf(c)
-			if tt.want == "" {
-				if ok {
-					t.Errorf("revertOf = %s, want none", got)
-				}
-				return
-			}
-			if !ok || got != plumbing.NewHash(tt.want) {
-				t.Errorf("revertOf = %s %v, want %s", got, ok, tt.want)
-			}
-		})
 	}
 }
 

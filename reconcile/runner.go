@@ -68,6 +68,10 @@ type Runner struct {
 	// safe for concurrent use.
 	OnDrain func(gate string, err error)
 	Render  manifests.RenderOptions
+	// Key signs the verdict records and revert commits the runner writes,
+	// and verifies those it reads: a record it cannot verify is ignored.
+	// Required.
+	Key *gitrepo.VerdictKey
 
 	mu         sync.Mutex
 	lastTarget map[string]plumbing.Hash // where this process last saw or put each target
@@ -75,6 +79,7 @@ type Runner struct {
 	steps      map[string]int           // gate -> verdicts, fast-forwards and reverts so far
 	pushes     int                      // pushes to the source branch so far
 	wakers     map[string]chan struct{} // gate -> its wake-up, while Run runs
+	unverified map[string]bool          // gate/commit -> an unverifiable record was logged
 }
 
 // attempt counts a test of c by gate that ended in error and returns how

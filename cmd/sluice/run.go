@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/internal/config"
+	"github.com/sluice-gitops/sluice/internal/verdictkey"
 	"github.com/sluice-gitops/sluice/reconcile"
 )
 
@@ -57,6 +59,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	key, err := loadVerdictKey(ctx, cfg, func() (*rest.Config, error) { return restCfg, nil }, true)
+	if err != nil {
+		return err
+	}
 	repo, err := openRepo(ctx, cfg, true)
 	if err != nil {
 		return err
@@ -68,6 +74,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Gates:  gates(cfg),
 		Env:    cluster,
 		Log:    log,
+		Key:    key,
 	}
 	show, err := wantProgress(*progress, stdout)
 	if err != nil {
@@ -163,6 +170,25 @@ func loadKubeconfig(explicit string) (*rest.Config, string, error) {
 		}
 	}
 	return nil, "", fmt.Errorf("kubeconfig: %w", err)
+}
+
+// loadVerdictKey returns the key Sluice signs and verifies verdicts with:
+// the configured file or variable, or else the Secret in the cluster
+// restCfg returns, which `run` creates (create) and `status` only reads.
+func loadVerdictKey(ctx context.Context, cfg *config.Config, restCfg func() (*rest.Config, error), create bool) (*gitrepo.VerdictKey, error) {
+	r := cfg.Repository
+	src := verdictkey.Source{File: r.VerdictKeyFile, Env: r.VerdictKeyEnv, Namespace: r.VerdictKeyNamespace}
+	key, err := verdictkey.Load(ctx, src, func() (kubernetes.Interface, error) {
+		rc, err := restCfg()
+		if err != nil {
+			return nil, err
+		}
+		return kubernetes.NewForConfig(rc)
+	}, create)
+	if err != nil {
+		return nil, fmt.Errorf("%s: repository: %w", cfg.File(), err)
+	}
+	return key, nil
 }
 
 // openRepo opens the configured repository. Only `run` uses the cache

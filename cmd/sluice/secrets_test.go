@@ -19,11 +19,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/internal/config"
 	"github.com/sluice-gitops/sluice/manifests"
 	"github.com/sluice-gitops/sluice/test/gitserver"
 )
+
+// fakeVerdictKey is the verdict key the stand-in cluster's Secret holds.
+var fakeVerdictKey = strings.Repeat("verdict-key/", 3)
+
+const verdictKeyPath = "/api/v1/namespaces/sluice-system/secrets/sluice-verdict-key"
 
 const (
 	gitUser  = "sluice"
@@ -69,7 +76,15 @@ func newRepoFixture(t *testing.T, opts gitserver.Options) *secretsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	note := gitrepo.EncodeNote(gitrepo.Note{Records: []gitrepo.Record{{Gate: "staging", Verdict: gitrepo.VerdictPassed, Digest: manifests.Digest(objs)}}})
+	key, err := gitrepo.NewVerdictKey([]byte(fakeVerdictKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := key.SignRecord(plumbing.NewHash(initial), gitrepo.Record{Gate: "staging", Verdict: gitrepo.VerdictPassed, Digest: manifests.Digest(objs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := gitrepo.EncodeNote(gitrepo.Note{Records: []gitrepo.Record{rec}})
 	f.work.Git(t, "notes", "--ref=sluice", "add", "-m", string(note), initial)
 	if err := f.work.Push(t, "refs/notes/sluice:refs/notes/sluice"); err != nil {
 		t.Fatal(err)
@@ -324,7 +339,9 @@ func startFakeKube(t *testing.T) *fakeKube {
 func (k *fakeKube) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	k.mu.Lock()
-	k.n++
+	if r.URL.Path != verdictKeyPath {
+		k.n++ // reading the verdict key at start is not using the cluster
+	}
 	fmt.Fprintf(&k.log, "%s %s\n", r.Method, r.URL)
 	for name, vs := range r.Header {
 		fmt.Fprintf(&k.log, "%s: %s\n", name, strings.Join(vs, ", "))
@@ -342,6 +359,9 @@ func (k *fakeKube) serve(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"v1","resources":[{"name":"namespaces","singularName":"namespace","namespaced":false,"kind":"Namespace","verbs":["create","delete","get","list","patch","update","watch"]}]}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces":
 		io.WriteString(w, `{"kind":"NamespaceList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}`)
+	case r.Method == http.MethodGet && r.URL.Path == verdictKeyPath:
+		// The verdict key an earlier start generated.
+		fmt.Fprintf(w, `{"kind":"Secret","apiVersion":"v1","metadata":{"name":"sluice-verdict-key","namespace":"sluice-system"},"data":{"key":%q}}`, base64.StdEncoding.EncodeToString([]byte(fakeVerdictKey)))
 	default:
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"the stand-in API server does not serve %s %s"}`, r.Method, r.URL.Path)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/internal/config"
 	"github.com/sluice-gitops/sluice/reconcile"
@@ -38,6 +40,8 @@ type commitStatus struct {
 	Skipped  bool     `json:"skipped,omitempty"`
 	Revert   string   `json:"revertCommit,omitempty"`
 	Reverted []string `json:"testedWithout,omitempty"`
+	// Unverified: status had no verdict key to check the record with.
+	Unverified bool `json:"unverified,omitempty"`
 }
 
 func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,6 +50,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfgFile := fs.String("config", "sluice.yaml", "configuration `file`")
 	output := fs.String("output", "text", "text or json")
 	colour := fs.String("color", "auto", "auto, always or never")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` to read a generated verdict key from (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -64,9 +69,20 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// Without the key, status still shows the notes, and says they are
+	// unverified; an unreachable cluster does not hold it up for long.
+	keyCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	key, err := loadVerdictKey(keyCtx, cfg, func() (*rest.Config, error) {
+		rc, _, err := loadKubeconfig(*kubeconfig)
+		return rc, err
+	}, false)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "warning: %v\nwarning: without the verdict key the verdicts shown are not verified\n", err)
+	}
 	var out []gateStatus
 	for _, g := range cfg.Gates {
-		out = append(out, gateState(ctx, repo, cfg.Repository.SourceBranch, g))
+		out = append(out, gateState(ctx, repo, key, cfg.Repository.SourceBranch, g))
 	}
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
@@ -93,7 +109,7 @@ func gateErrors(gates []gateStatus) error {
 	return errors.Join(errs...)
 }
 
-func gateState(ctx context.Context, repo *gitrepo.Repository, source string, g config.Gate) gateStatus {
+func gateState(ctx context.Context, repo *gitrepo.Repository, key *gitrepo.VerdictKey, source string, g config.Gate) gateStatus {
 	st := gateStatus{Name: g.Name, Path: g.Path, Target: g.TargetBranch, Queue: []commitStatus{}, History: []commitStatus{}}
 	if err := repo.Fetch(ctx, source, g.TargetBranch); err != nil {
 		st.Error = err.Error()
@@ -109,7 +125,7 @@ func gateState(ctx context.Context, repo *gitrepo.Repository, source string, g c
 		st.Error = err.Error()
 	}
 	for _, c := range queue {
-		st.Queue = append(st.Queue, describeCommit(repo, g.Name, c))
+		st.Queue = append(st.Queue, describeCommit(repo, key, g.Name, c))
 	}
 	h := tip
 	for i := 0; i < historyLen && !h.IsZero(); i++ {
@@ -117,7 +133,7 @@ func gateState(ctx context.Context, repo *gitrepo.Repository, source string, g c
 		if err != nil {
 			break
 		}
-		cs := describeCommit(repo, g.Name, c)
+		cs := describeCommit(repo, key, g.Name, c)
 		if i == 0 {
 			st.Tip = &cs
 		}
@@ -127,19 +143,37 @@ func gateState(ctx context.Context, repo *gitrepo.Repository, source string, g c
 	return st
 }
 
-func describeCommit(repo *gitrepo.Repository, gate string, c gitrepo.Commit) commitStatus {
+// describeCommit says what gate's record on c is. With a key, only a
+// record Sluice signed counts; anything else is "unverifiable" (Sluice
+// ignores it and tests the commit). Without one, records are shown as the
+// note says, "unverified".
+func describeCommit(repo *gitrepo.Repository, key *gitrepo.VerdictKey, gate string, c gitrepo.Commit) commitStatus {
 	cs := commitStatus{SHA: c.Hash.String(), Subject: c.Subject, Author: c.Author.Name, Verdict: "untested"}
-	note, ok, err := repo.ReadNote(c.Hash)
-	if err != nil {
-		cs.Reason = "note unreadable: " + err.Error()
-		return cs
-	}
-	if !ok {
-		return cs
-	}
-	rec, ok := note.Get(gate)
-	if !ok {
-		return cs
+	var rec gitrepo.Record
+	if key != nil {
+		r, state, err := repo.ReadRecord(c.Hash, gate, key)
+		switch {
+		case err != nil:
+			cs.Reason = "note unreadable: " + err.Error()
+			return cs
+		case state == gitrepo.RecordUnverifiable:
+			cs.Verdict, cs.Reason = "unverifiable", "the note holds a record Sluice did not sign for this commit; it is ignored and the commit is tested"
+			return cs
+		case state == gitrepo.RecordAbsent:
+			return cs
+		}
+		rec = r
+	} else {
+		note, _, err := repo.ReadNote(c.Hash)
+		if err != nil {
+			cs.Reason = "note unreadable: " + err.Error()
+			return cs
+		}
+		r, ok := note.Get(gate)
+		if !ok {
+			return cs
+		}
+		rec, cs.Unverified = r, true
 	}
 	cs.Verdict, cs.Reason, cs.Skipped = rec.Verdict, rec.Reason, rec.Skipped
 	if d, ok := rec.Durations[reconcile.StepTotal]; ok {
@@ -191,7 +225,7 @@ func printCommit(w io.Writer, p *progress, c commitStatus) {
 	switch verdict {
 	case "passed":
 		verdict = p.paint(green, verdict)
-	case "failed", "error":
+	case "failed", "error", "unverifiable":
 		verdict = p.paint(red, verdict)
 	default:
 		verdict = p.paint(dim, verdict)
@@ -205,9 +239,12 @@ func printCommit(w io.Writer, p *progress, c commitStatus) {
 	case len(c.Reverted) > 0 && c.Verdict == "passed":
 		extra = "tested without " + shortList(c.Reverted)
 	}
+	if c.Unverified {
+		extra = strings.TrimSpace(extra + " (unverified: no verdict key)")
+	}
 	fmt.Fprintf(w, "    %s  %-40s %-14s %-*s %7s  %s\n", short7(c.SHA), clip(c.Subject, 40), clip(c.Author, 14),
 		8+len(verdict)-visible(verdict), verdict, c.Duration, extra)
-	if (c.Verdict == "failed" || c.Verdict == "error") && c.Reason != "" {
+	if (c.Verdict == "failed" || c.Verdict == "error" || c.Verdict == "unverifiable") && c.Reason != "" {
 		for _, l := range strings.Split(firstN(c.Reason, 4), "\n") {
 			fmt.Fprintf(w, "             %s\n", p.paint(dim, l))
 		}

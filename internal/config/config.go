@@ -43,6 +43,12 @@ type Repository struct {
 	Author      Author                    `yaml:"author"`
 	// CacheDir holds the local bare clone; empty keeps it in memory.
 	CacheDir string `yaml:"cacheDir"`
+	// VerdictKeyFile or VerdictKeyEnv name the key Sluice signs its verdict
+	// notes and revert commits with (never the key itself). With neither,
+	// Sluice keeps a key it generates in a Secret in VerdictKeyNamespace.
+	VerdictKeyFile      string `yaml:"verdictKeyFile"`
+	VerdictKeyEnv       string `yaml:"verdictKeyEnv"`
+	VerdictKeyNamespace string `yaml:"verdictKeyNamespace"`
 }
 
 // Author signs the revert commits and notes Sluice writes.
@@ -287,6 +293,8 @@ func (g *Gate) RevertOnFailure() bool { return g.OnFailure.Revert == nil || *g.O
 var (
 	gateName   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$`)
 	branchName = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+	// namespaceName is a DNS label, as Kubernetes wants for a namespace.
+	namespaceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 )
 
 func (c *Config) validate(root *yaml.Node) error {
@@ -301,6 +309,18 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if !validBranch(r.SourceBranch) {
 		return &Error{File: f, Line: top("repository"), Field: "repository.sourceBranch", Msg: fmt.Sprintf("%q is not a valid branch name", r.SourceBranch)}
+	}
+	if r.VerdictKeyFile != "" && r.VerdictKeyEnv != "" {
+		return &Error{File: f, Line: top("repository"), Field: "repository.verdictKeyEnv", Msg: "verdictKeyFile and verdictKeyEnv are both set; name the key once"}
+	}
+	if r.VerdictKeyNamespace != "" && (r.VerdictKeyFile != "" || r.VerdictKeyEnv != "") {
+		return &Error{File: f, Line: top("repository"), Field: "repository.verdictKeyNamespace", Msg: "only used for a generated key, not with verdictKeyFile or verdictKeyEnv"}
+	}
+	if r.VerdictKeyNamespace == "" {
+		r.VerdictKeyNamespace = DefaultVerdictKeyNamespace
+	}
+	if !namespaceName.MatchString(r.VerdictKeyNamespace) {
+		return &Error{File: f, Line: top("repository"), Field: "repository.verdictKeyNamespace", Msg: fmt.Sprintf("%q is not a valid namespace name", r.VerdictKeyNamespace)}
 	}
 	if r.Author.Name == "" {
 		r.Author.Name = DefaultAuthorName

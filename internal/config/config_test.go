@@ -46,6 +46,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"userEnv":  c.Repository.Credentials.PasswordEnv,
 		"gateLine": g.Line(),
 		"applyAt":  g.ApplyConcurrency,
+		"keyNs":    c.Repository.VerdictKeyNamespace,
 	}
 	want := map[string]any{
 		"source":   "main",
@@ -63,6 +64,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"userEnv":  "SLUICE_GIT_TOKEN",
 		"gateLine": 7,
 		"applyAt":  10,
+		"keyNs":    "sluice-system",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
@@ -111,6 +113,27 @@ func TestParseRejectsBadInput(t *testing.T) {
 				return strings.Replace(s, "  url: https://git.example.com/platform/desired-state.git\n", "", 1)
 			},
 			want: "sluice.yaml:1: repository.url: required",
+		},
+		{
+			name: "a verdict key named twice is rejected",
+			edit: func(s string) string {
+				return strings.Replace(s, "  url: ", "  verdictKeyFile: /etc/sluice/key\n  verdictKeyEnv: SLUICE_KEY\n  url: ", 1)
+			},
+			want: "sluice.yaml:1: repository.verdictKeyEnv: verdictKeyFile and verdictKeyEnv are both set",
+		},
+		{
+			name: "a namespace for a key that is not generated is rejected",
+			edit: func(s string) string {
+				return strings.Replace(s, "  url: ", "  verdictKeyEnv: SLUICE_KEY\n  verdictKeyNamespace: sluice\n  url: ", 1)
+			},
+			want: "repository.verdictKeyNamespace: only used for a generated key",
+		},
+		{
+			name: "a bad namespace for the key is rejected",
+			edit: func(s string) string {
+				return strings.Replace(s, "  url: ", "  verdictKeyNamespace: Sluice_System\n  url: ", 1)
+			},
+			want: `repository.verdictKeyNamespace: "Sluice_System" is not a valid namespace name`,
 		},
 		{
 			name: "the target cannot be the source branch",
