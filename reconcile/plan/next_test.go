@@ -56,6 +56,8 @@ func TestQueueShapes(t *testing.T) {
 		verdicts string
 		reverts  []string
 		targets  []string
+		// how some commits must be judged, by every strategy
+		how map[string]How
 	}{
 		{
 			name:  "an empty queue does nothing",
@@ -114,6 +116,7 @@ func TestQueueShapes(t *testing.T) {
 			fails:    brokenSet("a"),
 			verdicts: "a- b+ R(a)+",
 			targets:  []string{"R(a)"},
+			how:      map[string]How{"a": ByRevert},
 		},
 		{
 			name:     "without reverts a failed commit stays out of every candidate and holds the target",
@@ -189,6 +192,11 @@ func TestQueueShapes(t *testing.T) {
 					o.Revert = !tt.noRevert
 					got := sim{opts: o}.run(t, w.clone(), start.clone())
 					sameAsSerial(t, want, got)
+					for c, how := range tt.how {
+						if got.judged[c].How != how {
+							t.Errorf("%s judged %q, want %q", c, got.judged[c], how)
+						}
+					}
 				})
 			}
 		})

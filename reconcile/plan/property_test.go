@@ -86,6 +86,12 @@ func TestSameVerdictsAsSerial(t *testing.T) {
 	if testing.Short() {
 		cases = 300
 	}
+	var commits, crashes, cancels, errors, judged int
+	byHow := map[How]int{}
+	defer func() {
+		t.Logf("%d queues, %d commits: %d crashes, %d runs cancelled, %d error results, %d verdicts decided %v",
+			cases, commits, crashes, cancels, errors, judged, byHow)
+	}()
 	for seed := range cases {
 		rng := rand.New(rand.NewPCG(uint64(seed), 9))
 		w, kind, monotone := randomQueue(rng)
@@ -106,6 +112,11 @@ func TestSameVerdictsAsSerial(t *testing.T) {
 				return
 			}
 			sameAsSerial(t, want, got)
+			commits += len(w.source)
+			crashes, cancels, errors, judged = crashes+got.crashes, cancels+got.cancels, errors+got.errors, judged+len(got.judged)
+			for _, j := range got.judged {
+				byHow[j.How]++
+			}
 			if t.Failed() {
 				t.Log(name)
 			}

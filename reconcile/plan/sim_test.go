@@ -14,7 +14,7 @@ import (
 // changes alive in tree(commit) with its exclusions reverted out; the
 // oracle fails a content or not.
 type world struct {
-	source []Commit       // every commit after the starting target, oldest first
+	source []Commit        // every commit after the starting target, oldest first
 	docs   map[string]bool // commits that change nothing the render reads
 	fails  func(content map[string]bool) bool
 }
@@ -239,6 +239,8 @@ type simResult struct {
 	makespan int
 	judged   map[string]Judgement
 	crashes  int
+	cancels  int
+	errors   int
 }
 
 func (s sim) state(w *world, d *durable) State {
@@ -276,6 +278,7 @@ func (s sim) run(t testing.TB, w *world, d durable) simResult {
 				t.Fatalf("cancel of %s, which is not running", r.Key)
 			}
 			inflight = slices.DeleteFunc(inflight, func(f flight) bool { return f.run.Key == r.Key })
+			res.cancels++
 		}
 		crashed := false
 		for _, c := range p.Revert {
@@ -340,6 +343,7 @@ func (s sim) run(t testing.TB, w *world, d durable) simResult {
 				f.verdict, f.reused, f.end = prev, true, now
 			case s.rng != nil && errs[r.Key] < 2 && s.rng.Float64() < s.errorRate:
 				errs[r.Key]++
+				res.errors++
 				f.verdict = Error
 			default:
 				d.tests++
