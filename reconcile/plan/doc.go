@@ -18,10 +18,13 @@
 //		// 5. start p.Start: build tree(Run.Commit) with Run.Excluded reverted
 //		//    out (newest first), render it, test it;
 //		st.Apply(p)
-//		if p.Done {
-//			break
+//		switch {
+//		case p.Done:
+//			return
+//		case len(p.Revert) > 0:
+//			continue // the reverts are new queued commits: plan again
 //		}
-//		st.Observe(<-results) // one Result per finished run
+//		st.Observe(<-results) // one Result per finished run, none for a cancelled one
 //	}
 //
 // A crash anywhere in this loop is safe: a new State built from Git alone

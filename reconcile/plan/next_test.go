@@ -252,7 +252,7 @@ func TestSpeculativeFailure(t *testing.T) {
 	if len(p.Start) != 0 || len(p.Cancel) != 0 {
 		t.Errorf("c without b is running and in the window: start %v cancel %v", keys(p.Start), keys(p.Cancel))
 	}
-	if got := p.Verdicts[1].Judgement.String(); got != "speculatively, behind 1 commits not yet judged" {
+	if got := p.Verdicts[1].Judgement.String(); got != "speculatively, behind 1 commit not yet judged" {
 		t.Errorf("judgement %q", got)
 	}
 }
@@ -278,6 +278,25 @@ func TestErrorIsRetriedNeverReverted(t *testing.T) {
 				t.Errorf("attempt %d, want 2", p.Start[i].Attempt)
 			}
 		})
+	}
+}
+
+func TestCancelledRunReportsNothing(t *testing.T) {
+	st := State{Options: Options{Strategy: Speculative, Max: 2, Revert: true}, Queue: commits("a", "b")}
+	p := Next(st)
+	st.Apply(p)
+	b := p.Start[1]
+	st.Observe(Result{Run: p.Start[0], Verdict: Failed})
+	p = Next(st)
+	if got := keys(p.Cancel); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("cancelled %v, want b (it holds the failed a)", got)
+	}
+	st.Apply(p)
+	// The cancelled test ends while it is torn down: that says nothing.
+	st.Observe(Result{Run: b, Verdict: Error})
+	st.Observe(Result{Run: b, Verdict: Passed})
+	if st.Errors[b.Key] != 0 || len(st.Results) != 1 {
+		t.Errorf("a cancelled run's result was kept: errors %v results %v", st.Errors, st.Results)
 	}
 }
 

@@ -142,11 +142,15 @@ func (s *State) Apply(p Plan) {
 	}
 }
 
-// Observe records a finished run. A passed or failed result is kept by
-// candidate even if the run was cancelled meanwhile: it is a fact about
-// that candidate.
+// Observe records a finished run. A result of a run that is not running
+// (cancelled, or started before a crash) is ignored: a cancelled test may
+// end in any way while it is torn down.
 func (s *State) Observe(r Result) {
+	n := len(s.Running)
 	s.Running = slices.DeleteFunc(s.Running, func(x Run) bool { return x.Key == r.Run.Key })
+	if len(s.Running) == n {
+		return
+	}
 	switch r.Verdict {
 	case Passed, Failed:
 		if s.Results == nil {
@@ -167,8 +171,11 @@ func (s *State) index(id string) int {
 
 func (o Options) normalized() Options {
 	o.Min, o.Max, o.Batch = max(o.Min, 1), max(o.Max, 1), max(o.Batch, 1)
-	if o.Strategy == Serial || o.Strategy == "" {
-		o.Strategy, o.Min, o.Max = Serial, 1, 1
+	if o.Strategy != Speculative && o.Strategy != Batch {
+		o.Strategy = Serial
+	}
+	if o.Strategy != Speculative {
+		o.Min, o.Max = 1, 1
 	}
 	o.Min = min(o.Min, o.Max)
 	return o
@@ -198,7 +205,7 @@ func (j Judgement) String() string {
 	var s string
 	switch j.How {
 	case Speculatively:
-		s = fmt.Sprintf("speculatively, behind %d commits not yet judged", j.Ahead)
+		s = fmt.Sprintf("speculatively, behind %d %s not yet judged", j.Ahead, plural(j.Ahead, "commit"))
 	case InBatch:
 		s = fmt.Sprintf("in a batch of %d", j.Batch)
 	case ByRevert:
@@ -242,4 +249,11 @@ type Plan struct {
 	// Done: every queued commit has a verdict and nothing is left to push;
 	// the drain is over (after this plan is carried out).
 	Done bool
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
