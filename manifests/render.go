@@ -230,9 +230,6 @@ func build(mem filesys.FileSystem, dir string, maxObjects int) (objs [][]byte, e
 	return objs, nil
 }
 
-// sluicePrefix is the prefix of the labels and annotations Sluice owns.
-const sluicePrefix = "sluice.dev/"
-
 // userFacing are the sluice.dev/ keys a commit sets on purpose: the label
 // that marks a test, and the annotation the simulated test cluster reads to
 // inject a failure (test/cluster).

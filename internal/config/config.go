@@ -130,6 +130,8 @@ const (
 	MaxApplyConcurrency     = 100
 	DefaultAuthorName       = "Sluice"
 	DefaultAuthorEmail      = "sluice@localhost"
+	// DefaultVerdictKeyNamespace holds the Secret of a generated verdict key.
+	DefaultVerdictKeyNamespace = "sluice-system"
 )
 
 // Duration is a time.Duration written as "90s", "5m" or "1h30m".
