@@ -131,14 +131,24 @@ func (c *Cluster) kwokctlConfig() ([]byte, error) {
 	// Without leader election the controller manager and the scheduler
 	// survive an API server outage (StopComponent) instead of exiting when
 	// they cannot renew their lease; kwokctl would not restart them.
-	noLeaderElection := []map[string]any{{"key": "leader-elect", "value": "false"}}
+	// A controller's default client rate (20 requests/s) makes a hundred
+	// services' pods take half a minute to exist: the cluster, not the
+	// commit under test, would then dominate every measurement.
+	controllerArgs := []map[string]any{
+		{"key": "leader-elect", "value": "false"},
+		{"key": "kube-api-qps", "value": "300"},
+		{"key": "kube-api-burst", "value": "600"},
+	}
 	conf, err := yaml.Marshal(map[string]any{
 		"apiVersion": "config.kwok.x-k8s.io/v1alpha1",
 		"kind":       "KwokctlConfiguration",
 		"options":    options,
 		"componentsPatches": []map[string]any{
-			{"name": KubeControllerManager, "extraArgs": noLeaderElection},
-			{"name": KubeScheduler, "extraArgs": noLeaderElection},
+			// The API server's default Service range, a /24, is full after
+			// 254 Services: a few test namespaces of a hundred services.
+			{"name": KubeApiserver, "extraArgs": []map[string]any{{"key": "service-cluster-ip-range", "value": "10.96.0.0/16"}}},
+			{"name": KubeControllerManager, "extraArgs": controllerArgs},
+			{"name": KubeScheduler, "extraArgs": controllerArgs},
 		},
 	})
 	if err != nil {
