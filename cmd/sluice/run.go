@@ -75,6 +75,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Env:    cluster,
 		Log:    log,
 		Key:    key,
+		Render: cfg.Limits.RenderOptions(),
 	}
 	show, err := wantProgress(*progress, stdout)
 	if err != nil {
@@ -212,6 +213,7 @@ func openRepo(ctx context.Context, cfg *config.Config, useCache bool) (*gitrepo.
 		Credentials: creds,
 		Dir:         dir,
 		Author:      gitrepo.Signature{Name: cfg.Repository.Author.Name, Email: cfg.Repository.Author.Email},
+		Revert:      cfg.Limits.RevertOptions(),
 	})
 }
 

@@ -29,6 +29,8 @@ type Config struct {
 	Repository   Repository `yaml:"repository"`
 	PollInterval Duration   `yaml:"pollInterval"`
 	Gates        []Gate     `yaml:"gates"`
+	// Limits bound the work one commit can cause; zero takes the default.
+	Limits Limits `yaml:"limits"`
 
 	file string
 }
@@ -49,6 +51,53 @@ type Repository struct {
 	VerdictKeyFile      string `yaml:"verdictKeyFile"`
 	VerdictKeyEnv       string `yaml:"verdictKeyEnv"`
 	VerdictKeyNamespace string `yaml:"verdictKeyNamespace"`
+}
+
+// Limits bound the work one commit can make Sluice do. Each one exceeded is
+// the commit's fault: it fails, and the reason names the limit.
+type Limits struct {
+	// RenderTimeout bounds one kustomize build.
+	RenderTimeout Duration `yaml:"renderTimeout"`
+	// RenderMemoryMiB bounds the memory of the process one build runs in.
+	RenderMemoryMiB int64 `yaml:"renderMemoryMiB"`
+	// MaxFileBytes bounds each file a render reads.
+	MaxFileBytes int64 `yaml:"maxFileBytes"`
+	// MaxRenderedObjects bounds the objects one render may produce.
+	MaxRenderedObjects int `yaml:"maxRenderedObjects"`
+	// RevertMaxLines and RevertMaxFileBytes bound each file a three-way
+	// revert merges line by line; a larger one is a conflict.
+	RevertMaxLines     int   `yaml:"revertMaxLines"`
+	RevertMaxFileBytes int64 `yaml:"revertMaxFileBytes"`
+}
+
+// RenderOptions are the render's bounds, defaults filled in.
+func (l Limits) RenderOptions() manifests.RenderOptions {
+	o := manifests.DefaultRenderOptions()
+	if l.RenderTimeout.Duration > 0 {
+		o.RenderTimeout = l.RenderTimeout.Duration
+	}
+	if l.RenderMemoryMiB > 0 {
+		o.MaxRenderMemory = l.RenderMemoryMiB << 20
+	}
+	if l.MaxFileBytes > 0 {
+		o.MaxFileSize = l.MaxFileBytes
+	}
+	if l.MaxRenderedObjects > 0 {
+		o.MaxObjects = l.MaxRenderedObjects
+	}
+	return o
+}
+
+// RevertOptions are the revert's bounds, defaults filled in.
+func (l Limits) RevertOptions() gitrepo.RevertOptions {
+	o := gitrepo.DefaultRevertOptions()
+	if l.RevertMaxLines > 0 {
+		o.MaxFileLines = l.RevertMaxLines
+	}
+	if l.RevertMaxFileBytes > 0 {
+		o.MaxFileBytes = l.RevertMaxFileBytes
+	}
+	return o
 }
 
 // Author signs the revert commits and notes Sluice writes.
@@ -330,6 +379,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	if r.Author.Email == "" {
 		r.Author.Email = DefaultAuthorEmail
 	}
+	if err := c.Limits.validate(f, top("limits")); err != nil {
+		return err
+	}
 	c.PollInterval.orDefault(DefaultPollInterval)
 	if c.PollInterval.Duration == 0 {
 		return &Error{File: f, Line: top("pollInterval"), Field: "pollInterval", Msg: "must be greater than zero"}
@@ -470,4 +522,30 @@ func fieldMsg(file, s string) error {
 		return &Error{File: file, Line: line, Msg: m[2]}
 	}
 	return &Error{File: file, Msg: strings.TrimPrefix(s, "yaml: ")}
+}
+
+// minRenderMemoryMiB is the least memory a render process starts in.
+const minRenderMemoryMiB = 64
+
+func (l *Limits) validate(file string, line int) error {
+	bad := func(field, msg string) error {
+		return &Error{File: file, Line: line, Field: "limits." + field, Msg: msg}
+	}
+	switch {
+	case l.RenderTimeout.Duration < 0:
+		return bad("renderTimeout", "must not be negative")
+	case l.RenderMemoryMiB < 0, l.RenderMemoryMiB > 0 && l.RenderMemoryMiB < minRenderMemoryMiB:
+		return bad("renderMemoryMiB", fmt.Sprintf("must be at least %d (MiB)", minRenderMemoryMiB))
+	case l.RenderMemoryMiB > 1<<20:
+		return bad("renderMemoryMiB", "must be at most 1048576 (1 TiB)")
+	case l.MaxFileBytes < 0:
+		return bad("maxFileBytes", "must not be negative")
+	case l.MaxRenderedObjects < 0:
+		return bad("maxRenderedObjects", "must not be negative")
+	case l.RevertMaxLines < 0:
+		return bad("revertMaxLines", "must not be negative")
+	case l.RevertMaxFileBytes < 0:
+		return bad("revertMaxFileBytes", "must not be negative")
+	}
+	return nil
 }

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-gitops/sluice/gitrepo"
+	"github.com/sluice-gitops/sluice/manifests"
 )
 
 const good = `repository:
@@ -201,6 +204,21 @@ func TestParseRejectsBadInput(t *testing.T) {
 			want: "sluice.yaml:14: did not find expected",
 		},
 		{
+			name: "a render memory limit too small to start in is refused, naming the field",
+			edit: func(s string) string { return s + "limits:\n  renderMemoryMiB: 8\n" },
+			want: "sluice.yaml:15: limits.renderMemoryMiB: must be at least 64 (MiB)",
+		},
+		{
+			name: "a negative revert limit is refused, naming the field",
+			edit: func(s string) string { return s + "limits:\n  revertMaxLines: -1\n" },
+			want: "sluice.yaml:15: limits.revertMaxLines: must not be negative",
+		},
+		{
+			name: "an unknown limit is refused",
+			edit: func(s string) string { return s + "limits:\n  renderTimout: 5s\n" },
+			want: "limits.renderTimout: unknown field",
+		},
+		{
 			name: "an alias is refused",
 			edit: func(s string) string {
 				return strings.Replace(s, "    timeouts:\n      health: 90s\n", "    timeouts: &t\n      health: 90s\n    retry: *t\n", 1)
@@ -218,6 +236,29 @@ func TestParseRejectsBadInput(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestLimitsReachTheRenderAndTheRevert(t *testing.T) {
+	c, err := Parse("sluice.yaml", []byte(good+"limits:\n  renderTimeout: 5s\n  renderMemoryMiB: 256\n  maxFileBytes: 4096\n  maxRenderedObjects: 50\n  revertMaxLines: 500\n  revertMaxFileBytes: 65536\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, v := c.Limits.RenderOptions(), c.Limits.RevertOptions()
+	got := []any{r.RenderTimeout, r.MaxRenderMemory, r.MaxFileSize, r.MaxObjects, v.MaxFileLines, v.MaxFileBytes}
+	want := []any{5 * time.Second, int64(256 << 20), int64(4096), 50, 500, int64(65536)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+	d, err := Parse("sluice.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(manifests.DefaultRenderOptions(), d.Limits.RenderOptions()); diff != "" {
+		t.Errorf("without limits, the render's defaults (-want +got)\n%s", diff)
+	}
+	if diff := cmp.Diff(gitrepo.DefaultRevertOptions(), d.Limits.RevertOptions()); diff != "" {
+		t.Errorf("without limits, the revert's defaults (-want +got)\n%s", diff)
 	}
 }
 
