@@ -79,7 +79,13 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
 	}
 	// PushNotes's errors say "push notes" themselves.
-	return r.Repo.PushNotes(ctx)
+	if err := r.Repo.PushNotes(ctx); err != nil {
+		return err
+	}
+	if rec.Verdict != string(Error) {
+		r.stepped(rec.Gate)
+	}
+	return nil
 }
 
 // recordError puts an error verdict in c's note, so that `sluice status`

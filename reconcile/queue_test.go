@@ -441,3 +441,26 @@ func TestQueueGatesDrainConcurrently(t *testing.T) {
 		t.Errorf("branch protection refused pushes: %q", log)
 	}
 }
+
+// TestQueueRepeatedTestIsNoProgress: a failed commit whose revert cannot be
+// pushed (the source branch refuses Sluice) is an infrastructure error. Each
+// attempt tests the commit again, but a test that writes nothing is no
+// progress: `run --once` gives up after OnceAttempts instead of retesting it
+// without end and without backoff.
+func TestQueueRepeatedTestIsNoProgress(t *testing.T) {
+	f := newQueueFixture(t)
+	f.push("bump B to v4", "env/b.yaml", deployment("b", "v4"))
+	f.srv.InstallHook(t, "desired", "pre-receive", "#!/bin/sh\nwhile read old new ref; do\n  if [ \"$ref\" = refs/heads/main ]; then echo 'main is frozen' >&2; exit 1; fi\ndone\n")
+	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Second)
+	defer cancel()
+	err := f.runner.RunOnce(ctx)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("RunOnce = %v (context: %v), want it to give up with the push's error", err, ctx.Err())
+	}
+	if !strings.Contains(err.Error(), "giving up after 5 attempts") {
+		t.Errorf("RunOnce = %v, want it to give up after the gate's 5 attempts", err)
+	}
+	if n := f.env.calls(); n > 5 {
+		t.Errorf("the broken commit was tested %d times, want at most one test per attempt (5)", n)
+	}
+}

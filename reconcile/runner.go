@@ -106,22 +106,29 @@ func (r *Runner) log() *slog.Logger {
 }
 
 func (r *Runner) emit(e Event) {
-	if e.Step == "fast-forward" || e.Step == "revert" || (e.Step == "verdict" && e.Verdict != Error) {
-		r.mu.Lock()
-		if r.steps == nil {
-			r.steps = map[string]int{}
-		}
-		r.steps[e.Gate]++
-		r.mu.Unlock()
+	if e.Step == "fast-forward" || e.Step == "revert" {
+		r.stepped(e.Gate)
 	}
 	if r.OnEvent != nil {
 		r.OnEvent(e)
 	}
 }
 
-// progress counts the steps gate has taken: verdicts, fast-forwards and
-// reverts. An error after progress is a new error, not the last one again:
-// it gets fresh attempts and backoff, and is logged.
+// stepped counts a step of gate that lasts: a verdict written, a
+// fast-forward or a revert. A verdict that was not written is no step: the
+// next attempt tests the commit again.
+func (r *Runner) stepped(gate string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.steps == nil {
+		r.steps = map[string]int{}
+	}
+	r.steps[gate]++
+}
+
+// progress counts the steps gate has taken: verdicts written, fast-forwards
+// and reverts. An error after progress is a new error, not the last one
+// again: it gets fresh attempts and backoff, and is logged.
 func (r *Runner) progress(gate string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
