@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,10 +94,15 @@ func TestRevertConflictStopsTheGate(t *testing.T) {
 // candidate is being tested: the verdict is error, Sluice retries, and
 // when the server is back the commit passes; nothing is reverted.
 func TestInfrastructureErrorIsRetriedNotReverted(t *testing.T) {
-	// A host command keeps the candidate busy for a few seconds, so the
-	// outage below lands in the middle of it however fast the cluster is.
+	// A host command keeps the candidate busy for a few seconds and says
+	// when it starts, so the outage below lands in the middle of the
+	// candidate however fast the cluster is: the API server is away when
+	// the command ends and Sluice needs it again. (Waiting for the
+	// namespace instead let the outage land in the health wait, which
+	// rides out a short outage, and then nothing was an error.)
+	marker := filepath.Join(t.TempDir(), "soaking")
 	s := newScenario(t, scenarioOptions{onceAttempts: 30,
-		extraGate: "    tests:\n      commands:\n        - {name: soak, command: [/bin/sleep, \"4\"]}\n"})
+		extraGate: fmt.Sprintf("    tests:\n      commands:\n        - {name: soak, command: [/bin/sh, -c, %q]}\n", "if [ ! -e "+marker+" ]; then touch "+marker+"; sleep 4; fi")})
 	a3 := s.push("Berlin", "bump A to v3", pair(version("a", "v3"))...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -102,13 +110,16 @@ func TestInfrastructureErrorIsRetriedNotReverted(t *testing.T) {
 	done := make(chan result, 1)
 	go func() { done <- s.sluice(ctx, nil, "run", "--once") }()
 
-	// Wait for the candidate's namespace, then take the API server away.
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(s.sluiceNamespaces()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no test namespace appeared")
+	// Wait for the candidate's host command, then take the API server away.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if _, err := os.Stat(marker); err == nil {
+			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the candidate's host command did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err := s.cluster.StopComponent(ctx, "kube-apiserver"); err != nil {
 		t.Fatal(err)
