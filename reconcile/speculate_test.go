@@ -268,3 +268,29 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// An outage during a speculative pass ends the pass with its error, as a
+// serial pass does: `run --once` gives up after OnceAttempts, nothing is
+// reverted, and the next run drains the queue.
+func TestSpeculativeOutageEndsRunOnce(t *testing.T) {
+	f := newQueueFixture(t)
+	f.push("bump A to v3", "env/a.yaml", deployment("a", "v3"))
+	a4 := f.push("bump A to v4", "env/a.yaml", deployment("a", "v4"))
+	g := &f.runner.Gates[0]
+	g.Strategy, g.ParallelismMin, g.ParallelismMax = plan.Speculative, 1, 4
+	f.env.outages = 1000
+	err := f.runner.RunOnce(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "giving up after 5 attempts") {
+		t.Fatalf("RunOnce = %v, want giving up after 5 attempts", err)
+	}
+	if got := f.remote("rev-parse", "origin/main"); got != a4 {
+		t.Errorf("main moved to %s: an outage must never revert", got)
+	}
+	f.env.outages = 0
+	if err := f.runner.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.remote("rev-parse", "origin/staging"); got != a4 {
+		t.Errorf("staging = %s, want a4 after the outage", got)
+	}
+}
