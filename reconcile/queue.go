@@ -19,8 +19,12 @@ const maxPasses = 100
 // revert commits it pushed included. It returns an infrastructure error to
 // be retried, or a *StoppedError that needs a person.
 func (r *Runner) Drain(ctx context.Context, g *Gate) error {
+	pass := r.pass
+	if speculative(g) {
+		pass = r.speculate
+	}
 	for i := 0; i < maxPasses; i++ {
-		again, err := r.pass(ctx, g)
+		again, err := pass(ctx, g)
 		if err != nil || !again {
 			return err
 		}

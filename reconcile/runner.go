@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/manifests"
+	"github.com/sluice-gitops/sluice/reconcile/plan"
 )
 
 // Gate is one promotion step, as the runner needs it.
@@ -34,6 +35,12 @@ type Gate struct {
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
 	OnceAttempts   int
+	// Strategy is how the queue is tested: "" or serial (one candidate at
+	// a time), speculative or batch (speculate.go).
+	Strategy plan.Strategy
+	// ParallelismMin and ParallelismMax bound the speculative window; Max
+	// is also the most commits a batch holds.
+	ParallelismMin, ParallelismMax int
 }
 
 // Tester tests one candidate in a test environment and removes leftovers.

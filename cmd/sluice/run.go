@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-gitops/sluice/internal/config"
 	"github.com/sluice-gitops/sluice/internal/verdictkey"
 	"github.com/sluice-gitops/sluice/reconcile"
+	"github.com/sluice-gitops/sluice/reconcile/plan"
 )
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -244,6 +245,9 @@ func gates(cfg *config.Config) []reconcile.Gate {
 			OnceAttempts:   g.Retry.OnceAttempts,
 
 			ApplyConcurrency: g.ApplyConcurrency,
+			Strategy:         plan.Strategy(g.Strategy),
+			ParallelismMin:   g.Parallelism.Min,
+			ParallelismMax:   g.Parallelism.Max,
 		})
 	}
 	return out

@@ -118,8 +118,19 @@ type Gate struct {
 	Retry         Retry                         `yaml:"retry"`
 	// ApplyConcurrency is how many objects of a candidate are applied at once.
 	ApplyConcurrency int `yaml:"applyConcurrency"`
+	// Strategy is how the queue is tested: serial (one candidate at a
+	// time), speculative (a window of candidates at once) or batch.
+	Strategy string `yaml:"strategy"`
+	// Parallelism bounds the speculative window and the batch size.
+	Parallelism Parallelism `yaml:"parallelism"`
 
 	line int
+}
+
+// Parallelism bounds how many candidates a gate tests at once.
+type Parallelism struct {
+	Min int `yaml:"min"`
+	Max int `yaml:"max"`
 }
 
 // Timeouts bound each step of a candidate's test.
@@ -177,6 +188,10 @@ const (
 	DefaultOnceAttempts     = 5
 	DefaultApplyConcurrency = 10
 	MaxApplyConcurrency     = 100
+	DefaultStrategy         = "serial"
+	DefaultParallelismMin   = 1
+	DefaultParallelismMax   = 4
+	MaxParallelism          = 32
 	DefaultAuthorName       = "Sluice"
 	DefaultAuthorEmail      = "sluice@localhost"
 	// DefaultVerdictKeyNamespace holds the Secret of a generated verdict key.
@@ -481,6 +496,25 @@ func (c *Config) validate(root *yaml.Node) error {
 			g.ApplyConcurrency = DefaultApplyConcurrency
 		case g.ApplyConcurrency < 0 || g.ApplyConcurrency > MaxApplyConcurrency:
 			return fail("applyConcurrency", fmt.Sprintf("%d: want 1 to %d", g.ApplyConcurrency, MaxApplyConcurrency))
+		}
+		switch g.Strategy {
+		case "":
+			g.Strategy = DefaultStrategy
+		case "serial", "speculative", "batch":
+		default:
+			return fail("strategy", fmt.Sprintf("%q: want serial, speculative or batch", g.Strategy))
+		}
+		if g.Parallelism.Max == 0 {
+			g.Parallelism.Max = DefaultParallelismMax
+		}
+		if g.Parallelism.Min == 0 {
+			g.Parallelism.Min = min(DefaultParallelismMin, g.Parallelism.Max)
+		}
+		if g.Parallelism.Max < 1 || g.Parallelism.Max > MaxParallelism {
+			return fail("parallelism.max", fmt.Sprintf("%d: want 1 to %d", g.Parallelism.Max, MaxParallelism))
+		}
+		if g.Parallelism.Min < 1 || g.Parallelism.Min > g.Parallelism.Max {
+			return fail("parallelism.min", fmt.Sprintf("%d: want 1 to parallelism.max (%d)", g.Parallelism.Min, g.Parallelism.Max))
 		}
 	}
 	return nil

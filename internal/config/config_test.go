@@ -50,6 +50,9 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"gateLine": g.Line(),
 		"applyAt":  g.ApplyConcurrency,
 		"keyNs":    c.Repository.VerdictKeyNamespace,
+		"strategy": g.Strategy,
+		"parMin":   g.Parallelism.Min,
+		"parMax":   g.Parallelism.Max,
 	}
 	want := map[string]any{
 		"source":   "main",
@@ -68,6 +71,9 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"gateLine": 7,
 		"applyAt":  10,
 		"keyNs":    "sluice-system",
+		"strategy": "serial",
+		"parMin":   1,
+		"parMax":   4,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
@@ -173,6 +179,26 @@ func TestParseRejectsBadInput(t *testing.T) {
 			name: "an apply concurrency out of range is rejected",
 			edit: func(s string) string { return s + "    applyConcurrency: 1000\n" },
 			want: "sluice.yaml:7: gates[0].applyConcurrency: 1000: want 1 to 100",
+		},
+		{
+			name: "an unknown strategy is rejected",
+			edit: func(s string) string { return s + "    strategy: zuul\n" },
+			want: `sluice.yaml:7: gates[0].strategy: "zuul": want serial, speculative or batch`,
+		},
+		{
+			name: "a parallelism above 32 is rejected",
+			edit: func(s string) string { return s + "    parallelism: {max: 33}\n" },
+			want: "sluice.yaml:7: gates[0].parallelism.max: 33: want 1 to 32",
+		},
+		{
+			name: "a parallelism floor above its ceiling is rejected",
+			edit: func(s string) string { return s + "    strategy: speculative\n    parallelism: {min: 5, max: 3}\n" },
+			want: "sluice.yaml:7: gates[0].parallelism.min: 5: want 1 to parallelism.max (3)",
+		},
+		{
+			name: "an unknown parallelism field is rejected",
+			edit: func(s string) string { return s + "    parallelism: {maximum: 3}\n" },
+			want: "maximum",
 		},
 		{
 			name: "gate names that make the same test namespace are rejected",
