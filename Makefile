@@ -16,7 +16,7 @@ TOOLS      := $(KUBE_TOOLS) $(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl
 # Test binaries find the tools here (see test/cluster).
 export SLUICE_TOOLS_DIR := $(BIN)
 
-.PHONY: all build tools test vet fuzz demo demo-down bench clean
+.PHONY: all build image tools test vet fuzz demo demo-down bench clean
 
 all: build
 
@@ -24,6 +24,19 @@ build: $(BIN)/sluice
 
 $(BIN)/sluice: $(shell find cmd gitrepo manifests reconcile internal -name '*.go' 2>/dev/null) go.mod go.sum
 	$(GO) build -o $@ ./cmd/sluice
+
+# The OCI image, without Docker (hack/image): the static binary on no base
+# image, user 65532, every timestamp SOURCE_DATE_EPOCH (the last commit's
+# time), so one commit always gives one digest. Writes build/image/oci (an
+# OCI layout) and build/image/sluice.tar (`docker load`), prints the digest.
+VERSION           ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION          ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_REPO        ?= ghcr.io/sluice-gitops/sluice
+
+image:
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./hack/image -out build/image \
+		-version '$(VERSION)' -revision '$(REVISION)' -repo '$(IMAGE_REPO)'
 
 tools: $(TOOLS)
 
@@ -87,4 +100,4 @@ bench: tools build
 	$(GO) run ./test/bench -sluice $(BIN)/sluice -tools $(BIN) $(BENCH_FLAGS)
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build
