@@ -115,6 +115,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	}
+	stopNotify, err := startNotifier(cfg, runner, log)
+	if err != nil {
+		return err
+	}
+	defer stopNotify()
 	log.Info("sluice starting", "version", version, "config", cfg.File(), "gates", len(cfg.Gates), "once", *once)
 	if *once {
 		return runner.RunOnce(ctx)
