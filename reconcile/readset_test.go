@@ -278,13 +278,18 @@ func TestSameRenderOnGitTrees(t *testing.T) {
 
 // BenchmarkSameRender compares what a documentation commit costs a
 // 100-service gate: a full render of its tree, as today, against the
-// comparison of its tree with the last rendered one and the decision.
+// comparison of its tree with the last rendered one and the decision; and
+// what a queue of 100 documentation commits costs when each is compared
+// with the one before it, the read set carried over.
 //
 //	go test -run '^$' -bench BenchmarkSameRender ./reconcile
 func BenchmarkSameRender(b *testing.B) {
 	w, url := serviceRepoOnServer(b, 100)
-	w.Write(b, "services/svc-042/README.md", "# changed\n")
-	w.Commit(b, "docs")
+	var docs []string
+	for i := range 100 {
+		w.Write(b, fmt.Sprintf("services/svc-%03d/README.md", i), "# changed\n")
+		docs = append(docs, w.Commit(b, fmt.Sprintf("docs %d", i)))
+	}
 	if err := w.Push(b, "HEAD:refs/heads/docs"); err != nil {
 		b.Fatal(err)
 	}
@@ -292,7 +297,17 @@ func BenchmarkSameRender(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	baseTree, docTree := treeOf(b, r, "main"), treeOf(b, r, "docs")
+	baseTree := treeOf(b, r, "main")
+	treeOf(b, r, "docs")
+	var docTrees []plumbing.Hash
+	for _, h := range docs {
+		c, err := r.Commit(plumbing.NewHash(h))
+		if err != nil {
+			b.Fatal(err)
+		}
+		docTrees = append(docTrees, c.Tree)
+	}
+	docTree := docTrees[0]
 	_, reads, err := renderTree(b, r, baseTree)
 	if err != nil {
 		b.Fatal(err)
@@ -312,6 +327,21 @@ func BenchmarkSameRender(b *testing.B) {
 			}
 			if !sameRender(reads, changed) {
 				b.Fatalf("a README change needs a render: %q", changed)
+			}
+		}
+	})
+	b.Run("100 documentation commits", func(b *testing.B) {
+		for b.Loop() {
+			prev := baseTree
+			for _, tree := range docTrees {
+				changed, err := r.ChangedPaths(context.Background(), prev, tree)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !sameRender(reads, changed) {
+					b.Fatalf("a README change needs a render: %q", changed)
+				}
+				prev = tree
 			}
 		}
 	})
