@@ -26,6 +26,10 @@ func TestFlagsKeepTheirNamesAndDefaults(t *testing.T) {
 		{"status", "output", "text"},
 		{"status", "color", "auto"},
 		{"status", "kubeconfig", ""},
+		{"render", "config", "sluice.yaml"},
+		{"render", "gate", ""},
+		{"render", "commit", ""},
+		{"render", "dir", ""},
 	}
 	root := newRootCommand(io.Discard, io.Discard)
 	for _, tt := range tests {
@@ -52,13 +56,15 @@ func TestHelpPerCommand(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--help"}, []string{"sluice [command]", "run ", "status ", "version ", "completion "}},
-		{[]string{"-h"}, []string{"sluice [command]", "status "}},
-		{[]string{"help"}, []string{"sluice [command]", "status "}},
+		{[]string{"--help"}, []string{"sluice [command]", "run ", "status ", "render ", "version ", "completion "}},
+		{[]string{"-h"}, []string{"sluice [command]", "render "}},
+		{[]string{"help"}, []string{"sluice [command]", "render "}},
 		{[]string{"run", "--help"}, []string{"sluice run --config FILE [--once]", "--config file", "--once", "--kubeconfig file", "--progress", "--log-level", "--log-format", "--kube-api-qps", "--kube-api-burst", "--listen address", "Exit codes"}},
 		{[]string{"status", "-h"}, []string{"sluice status --config FILE", "--config file", "--output", "--color", "--kubeconfig file", "Exit codes"}},
+		{[]string{"render", "--help"}, []string{"sluice render --config FILE --gate GATE [--commit SHA | --dir PATH]", "--gate name", "--commit commit", "--dir path", "Exit codes"}},
 		{[]string{"version", "--help"}, []string{"sluice version"}},
 		{[]string{"completion", "--help"}, []string{"bash", "zsh", "fish"}},
+		{[]string{"help", "render"}, []string{"sluice render --config FILE", "--gate name"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -87,12 +93,16 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"an unknown command", []string{"stauts"}, `unknown command "stauts"; did you mean status?`},
 		{"an unknown flag of run", []string{"run", "--bogus"}, "sluice run: unknown flag: --bogus"},
 		{"an unknown flag of status", []string{"status", "--once"}, "sluice status: unknown flag: --once"},
+		{"an unknown shorthand", []string{"render", "-x"}, "sluice render: unknown shorthand flag: 'x' in -x"},
 		{"a flag without its value", []string{"run", "--config"}, "flag needs an argument: --config"},
 		{"a value that is not a number", []string{"run", "--kube-api-burst", "many"}, `invalid argument "many" for "--kube-api-burst"`},
 		{"a bad log level", []string{"run", "--log-level", "loud", "--config", "/nonexistent/sluice.yaml"}, `--log-level "loud": want debug, info, warn or error`},
 		{"a bad output", []string{"status", "--output", "yaml", "--config", "/nonexistent/sluice.yaml"}, `--output "yaml": want text or json`},
 		{"an argument to version", []string{"version", "now"}, `sluice version: unexpected argument "now"`},
 		{"an argument to run", []string{"run", "sluice.yaml"}, `sluice run: unexpected argument "sluice.yaml"`},
+		{"render without a gate", []string{"render", "--config", "/nonexistent/sluice.yaml"}, "sluice render: --gate is required"},
+		{"render of a commit and a directory", []string{"render", "--gate", "staging", "--commit", "abcd", "--dir", "."}, "--commit and --dir: give one or neither"},
+		{"render of a commit that is not a hash", []string{"render", "--gate", "staging", "--commit", "main~1"}, `--commit "main~1": want a commit hash`},
 		{"completion for an unknown shell", []string{"completion", "tcsh"}, "tcsh"},
 	}
 	for _, tt := range tests {
@@ -116,6 +126,7 @@ func TestFailuresExitOne(t *testing.T) {
 	for _, args := range [][]string{
 		{"run", "--once", "--config", "/nonexistent/sluice.yaml"},
 		{"status", "--config", "/nonexistent/sluice.yaml"},
+		{"render", "--gate", "staging", "--config", "/nonexistent/sluice.yaml"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			code, _, stderr := sluice(t, args...)
@@ -160,8 +171,9 @@ func TestVersion(t *testing.T) {
 
 // TestCompletion: `sluice completion SHELL` prints a script for that shell,
 // and the completions it asks sluice for know each command's flags and
-// values.
+// values, and the gates of the configuration.
 func TestCompletion(t *testing.T) {
+	cfg := writeConfig(t, "repository:\n  url: https://git.example.com/desired.git\ngates:\n  - name: staging\n    path: environments/staging\n    targetBranch: staging\n  - name: shared-dev\n    path: environments/shared-dev\n    targetBranch: shared-dev\n")
 	tests := []struct {
 		args []string
 		want []string
@@ -170,10 +182,11 @@ func TestCompletion(t *testing.T) {
 		{[]string{"completion", "zsh"}, []string{"#compdef sluice", "compdef _sluice sluice"}},
 		{[]string{"completion", "fish"}, []string{"# fish completion for sluice", "complete -c sluice"}},
 		// What the scripts run on <TAB>:
-		{[]string{"__complete", ""}, []string{"run\t", "status\t", "version\t", "completion\t"}},
+		{[]string{"__complete", ""}, []string{"run\t", "status\t", "render\t", "version\t", "completion\t"}},
 		{[]string{"__complete", "run", "--"}, []string{"--config\t", "--once\t", "--kubeconfig\t", "--listen\t", "--kube-api-qps\t"}},
 		{[]string{"__complete", "run", "--progress", ""}, []string{"auto\n", "always\n", "never\n"}},
 		{[]string{"__complete", "status", "--output", ""}, []string{"text\n", "json\n"}},
+		{[]string{"__complete", "render", "--config", cfg, "--gate", ""}, []string{"staging\n", "shared-dev\n"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
