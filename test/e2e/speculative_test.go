@@ -379,7 +379,7 @@ func TestSpeculativeCrashConverges(t *testing.T) {
 		},
 		{name: "third candidate applied", crashAt: "applied:3"},
 		{name: "revert pushed, no note yet", crashAt: "revert-pushed:1"},
-		{name: "third verdict decided, no note yet", crashAt: "verdict:3"},
+		{name: "third verdict recorded, target not moved yet", crashAt: "verdict:3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
