@@ -116,6 +116,9 @@ type steps struct {
 	rest       time.Duration // total minus the steps: tree build, namespace delete
 	total      time.Duration
 	git        time.Duration // fast-forwards and reverts (progress log)
+	// Every candidate of its own, failed and reused ones included.
+	all      int
+	allTotal time.Duration
 }
 
 func run(ctx context.Context, o options) error {
@@ -447,6 +450,10 @@ func (b *bench) readNotes(ctx context.Context, clone string) (map[string]string,
 		}
 		verdicts[subject] = rec.Verdict
 		d := rec.Durations
+		if !rec.Candidate.IsZero() && d["total"] > 0 {
+			st.all++
+			st.allTotal += d["total"]
+		}
 		// A failed candidate stops at its failing step, which then lacks
 		// a duration: only passed candidates split into every step.
 		if rec.Verdict != gitrepo.VerdictPassed || rec.Skipped || rec.Candidate.IsZero() || d["total"] == 0 {
@@ -625,10 +632,11 @@ func report(w *os.File, o options, rs []result) {
 		n := time.Duration(st.candidates)
 		each := func(d time.Duration) string { return (d / n).Round(time.Millisecond).String() }
 		// Only when candidates run one at a time does the makespan split
-		// into candidates and the rest (fetch, queue, notes).
+		// into candidates and the rest (start, fetch, queue, notes), which
+		// is spread over every candidate, failed and reused ones too.
 		outside := "-"
-		if r.name == "sluice serial" {
-			outside = each(r.makespan - st.total - st.git)
+		if r.name == "sluice serial" && st.all > 0 {
+			outside = ((r.makespan - st.allTotal - st.git) / time.Duration(st.all)).Round(time.Millisecond).String()
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, st.candidates, each(st.render), each(st.apply),
 			each(st.health), each(st.jobs), each(st.commands), each(st.rest), each(st.total), each(st.git), outside)
