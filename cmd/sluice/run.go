@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -25,21 +25,31 @@ import (
 	"github.com/sluice-gitops/sluice/reconcile/plan"
 )
 
-func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgFile := fs.String("config", "sluice.yaml", "configuration `file`")
-	once := fs.Bool("once", false, "drain every gate's queue and exit; non-zero on an error")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
-	progress := fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json")
-	qps := fs.Float64("kube-api-qps", reconcile.DefaultQPS, "requests per second to the Kubernetes API server")
-	burst := fs.Int("kube-api-burst", reconcile.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps")
-	listen := fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+// runFlags are the flags of `sluice run`, as the flag set parsed them.
+type runFlags struct {
+	cfgFile, kubeconfig, progress, logLevel, logFormat, listen *string
+	once                                                       *bool
+	qps                                                        *float64
+	burst                                                      *int
+}
+
+func defineRunFlags(fs *pflag.FlagSet) *runFlags {
+	return &runFlags{
+		cfgFile:    fs.String("config", "sluice.yaml", "configuration `file`"),
+		once:       fs.Bool("once", false, "drain every gate's queue and exit; non-zero on an error"),
+		kubeconfig: fs.String("kubeconfig", "", "kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, in-cluster)"),
+		progress:   fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never"),
+		logLevel:   fs.String("log-level", "info", "debug, info, warn or error"),
+		logFormat:  fs.String("log-format", "text", "text or json"),
+		qps:        fs.Float64("kube-api-qps", reconcile.DefaultQPS, "requests per second to the Kubernetes API server"),
+		burst:      fs.Int("kube-api-burst", reconcile.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps"),
+		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
 	}
+}
+
+func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
+	cfgFile, once, kubeconfig, progress, listen := f.cfgFile, f.once, f.kubeconfig, f.progress, f.listen
+	logLevel, logFormat, qps, burst := f.logLevel, f.logFormat, f.qps, f.burst
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return usageError{err}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 
 	"github.com/sluice-gitops/sluice/gitrepo"
@@ -44,16 +44,22 @@ type commitStatus struct {
 	Unverified bool `json:"unverified,omitempty"`
 }
 
-func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgFile := fs.String("config", "sluice.yaml", "configuration `file`")
-	output := fs.String("output", "text", "text or json")
-	colour := fs.String("color", "auto", "auto, always or never")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` to read a generated verdict key from (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+// statusFlags are the flags of `sluice status`, as the flag set parsed them.
+type statusFlags struct {
+	cfgFile, output, colour, kubeconfig *string
+}
+
+func defineStatusFlags(fs *pflag.FlagSet) *statusFlags {
+	return &statusFlags{
+		cfgFile:    fs.String("config", "sluice.yaml", "configuration `file`"),
+		output:     fs.String("output", "text", "text or json"),
+		colour:     fs.String("color", "auto", "auto, always or never"),
+		kubeconfig: fs.String("kubeconfig", "", "kubeconfig `file` to read a generated verdict key from (default: $KUBECONFIG, ~/.kube/config, in-cluster)"),
 	}
+}
+
+func statusCmd(ctx context.Context, f *statusFlags, stdout, stderr io.Writer) error {
+	cfgFile, output, colour, kubeconfig := f.cfgFile, f.output, f.colour, f.kubeconfig
 	if *output != "text" && *output != "json" {
 		return usageError{fmt.Errorf("--output %q: want text or json", *output)}
 	}
