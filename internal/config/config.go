@@ -31,6 +31,8 @@ type Config struct {
 	Gates        []Gate     `yaml:"gates"`
 	// Limits bound the work one commit can cause; zero takes the default.
 	Limits Limits `yaml:"limits"`
+	// Forge, if set, is told each queued commit's status (forge.go).
+	Forge *Forge `yaml:"forge"`
 
 	file string
 }
@@ -400,6 +402,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	c.PollInterval.orDefault(DefaultPollInterval)
 	if c.PollInterval.Duration == 0 {
 		return &Error{File: f, Line: top("pollInterval"), Field: "pollInterval", Msg: "must be greater than zero"}
+	}
+	if err := c.validateForge(); err != nil {
+		return err
 	}
 	if len(c.Gates) == 0 {
 		return &Error{File: f, Line: top("gates"), Field: "gates", Msg: "at least one gate is required"}
