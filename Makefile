@@ -1,6 +1,6 @@
 # Sluice — build, test and demo.
 #
-# Tool binaries (control plane, etcd, kwok) are built from source into bin/,
+# Tool binaries (control plane, etcd, kwok, gitea) are built from source into bin/,
 # only when missing or older than the tools module that pins their version.
 # The versions live in test/tools/*/go.mod and nowhere else.
 
@@ -11,7 +11,7 @@ export PATH := $(BIN):$(PATH)
 
 KUBE_BINS  := kube-apiserver kube-controller-manager kube-scheduler kubectl
 KUBE_TOOLS := $(addprefix $(BIN)/,$(KUBE_BINS))
-TOOLS      := $(KUBE_TOOLS) $(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl
+TOOLS      := $(KUBE_TOOLS) $(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl $(BIN)/gitea
 
 # Test binaries find the tools here (see test/cluster).
 export SLUICE_TOOLS_DIR := $(BIN)
@@ -59,6 +59,13 @@ $(BIN)/kwok $(BIN)/kwokctl: test/tools/kwok/go.mod test/tools/kwok/go.sum
 	@mkdir -p $(BIN)
 	@echo ">> building $(notdir $@) from source"
 	cd test/tools/kwok && $(GO) build -o $@ sigs.k8s.io/kwok/cmd/$(notdir $@)
+
+# Gitea, the real forge of the forge feedback tests (test/gitea). Built
+# without bindata: the tests point STATIC_ROOT_PATH at its module directory.
+$(BIN)/gitea: test/tools/gitea/go.mod test/tools/gitea/go.sum
+	@mkdir -p $(BIN)
+	@echo ">> building gitea from source (about 6 minutes on 2 cores)"
+	cd test/tools/gitea && $(GO) build -tags 'sqlite sqlite_unlock_notify' -o $@ code.gitea.io/gitea
 
 # Fuzz targets: a few seconds each in `make test`, longer with
 # `make fuzz FUZZTIME=10m`. The budget in `make test` is a count of

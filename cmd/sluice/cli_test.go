@@ -22,6 +22,7 @@ func TestFlagsKeepTheirNamesAndDefaults(t *testing.T) {
 		{"run", "kube-api-qps", "50"},
 		{"run", "kube-api-burst", "300"},
 		{"run", "listen", ""},
+		{"run", "public-url", ""},
 		{"status", "config", "sluice.yaml"},
 		{"status", "output", "text"},
 		{"status", "color", "auto"},

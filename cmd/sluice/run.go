@@ -28,6 +28,7 @@ import (
 // runFlags are the flags of `sluice run`, as the flag set parsed them.
 type runFlags struct {
 	cfgFile, kubeconfig, progress, logLevel, logFormat, listen *string
+	publicURL                                                  *string
 	once                                                       *bool
 	qps                                                        *float64
 	burst                                                      *int
@@ -44,6 +45,7 @@ func defineRunFlags(fs *pflag.FlagSet) *runFlags {
 		qps:        fs.Float64("kube-api-qps", reconcile.DefaultQPS, "requests per second to the Kubernetes API server"),
 		burst:      fs.Int("kube-api-burst", reconcile.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps"),
 		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
+		publicURL:  fs.String("public-url", "", "the `address` people reach --listen at; commit statuses on the forge link there"),
 	}
 }
 
@@ -130,6 +132,11 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopNotify()
+	stopForge, err := startForge(ctx, cfg, runner, *f.publicURL, log)
+	if err != nil {
+		return err
+	}
+	defer stopForge()
 	log.Info("sluice starting", "version", version, "config", cfg.File(), "gates", len(cfg.Gates), "once", *once)
 	if *once {
 		return runner.RunOnce(ctx)

@@ -33,6 +33,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Notify lists the webhooks told about failed verdicts and stopped gates.
 	Notify []Webhook `yaml:"notify"`
+	// Forge, if set, is told each queued commit's status (forge.go).
+	Forge *Forge `yaml:"forge"`
 
 	file string
 }
@@ -404,6 +406,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		return &Error{File: f, Line: top("pollInterval"), Field: "pollInterval", Msg: "must be greater than zero"}
 	}
 	if err := c.validateNotify(); err != nil {
+		return err
+	}
+	if err := c.validateForge(); err != nil {
 		return err
 	}
 	if len(c.Gates) == 0 {
