@@ -213,13 +213,16 @@ func (s *netStorer) SetReference(ref *plumbing.Reference) error {
 	return nil
 }
 
+// CheckAndSetReference checks old against the refs this operation set,
+// not against the store: the store's refs may move while it runs (another
+// operation applied its own), and which value wins is decided when the
+// refs are applied (Repository.setNetRefLocked), not here.
 func (s *netStorer) CheckAndSetReference(new, old *plumbing.Reference) error {
 	if old != nil {
-		cur, err := s.Reference(old.Name())
-		if err != nil {
-			return err
-		}
-		if cur.Hash() != old.Hash() {
+		s.refsMu.Lock()
+		cur, set := s.refs[old.Name()]
+		s.refsMu.Unlock()
+		if set && cur.Hash() != old.Hash() {
 			return storage.ErrReferenceHasChanged
 		}
 	}
