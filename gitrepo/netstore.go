@@ -8,9 +8,11 @@ import (
 
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/format/index"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -29,8 +31,8 @@ import (
 //     memory store parses the pack as it arrives and stores each object;
 //   - a fetch into the filesystem store streams the pack into a temporary
 //     file of its own and builds its index in a goroutine of its own
-//     (dotgit.PackWriter), touching nothing shared; only closing it, which
-//     moves the pack into place and registers its index, holds the lock;
+//     (dotgit.PackWriter), touching nothing shared; only registering the
+//     finished pack's index with the store holds the lock;
 //   - refs that go-git sets or removes stay here, in refs and removed, and
 //     reads see them over the store's. The caller applies the ones it wants
 //     afterwards, under the lock, in one step (see Repository.applyRefs).
@@ -177,8 +179,12 @@ func (s *netStorer) AddAlternate(string) error {
 }
 
 // PackfileWriter takes the pack as it arrives into a temporary file of the
-// store's own, unlocked; Close, which makes it part of the store, holds the
-// lock.
+// store's own, unlocked. The filesystem store's writer (dotgit.PackWriter)
+// builds the pack's index in a goroutine of its own as the pack arrives,
+// and on Close writes the index file and moves both into place, touching
+// nothing shared; only then does it register the index with the store
+// (Notify), which holds the lock. A writer of another kind is closed
+// under the lock.
 func (s netPackStorer) PackfileWriter() (io.WriteCloser, error) {
 	var w io.WriteCloser
 	err := s.locked(func() error {
@@ -188,6 +194,17 @@ func (s netPackStorer) PackfileWriter() (io.WriteCloser, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if pw, ok := w.(*dotgit.PackWriter); ok && pw.Notify != nil {
+		register := pw.Notify
+		pw.Notify = func(h plumbing.Hash, idx *idxfile.Writer) {
+			// Always: the pack is in place, and the store must know it.
+			_ = s.r.mu.lockedAlways(func() error {
+				register(h, idx)
+				return nil
+			})
+		}
+		return pw, nil
 	}
 	return &lockedCloser{WriteCloser: w, s: s.netStorer}, nil
 }
