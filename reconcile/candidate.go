@@ -49,7 +49,7 @@ func (r *Runner) verdict(ctx context.Context, q *walk, c gitrepo.Commit) (rec gi
 // for another commit, or not parsing) is ignored as if absent, and said
 // once per commit rather than at every pass.
 func (r *Runner) readRecord(gate string, c plumbing.Hash) (gitrepo.Record, bool, error) {
-	rec, state, err := r.Repo.ReadRecord(c, gate, r.Key)
+	rec, state, err := r.Repo.ReadRecord(context.TODO(), c, gate, r.Key)
 	if err != nil {
 		return gitrepo.Record{}, false, fmt.Errorf("read note of %s: %w", short(c), err)
 	}
@@ -75,7 +75,7 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 	if err != nil {
 		return fmt.Errorf("sign note of %s: %w", short(c.Hash), err)
 	}
-	if err := r.Repo.SetRecord(c.Hash, signed); err != nil {
+	if err := r.Repo.SetRecord(ctx, c.Hash, signed); err != nil {
 		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
 	}
 	// PushNotes's errors say "push notes" themselves.
@@ -238,7 +238,7 @@ func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec Te
 	if tree.IsZero() {
 		// No record of the candidate: the target's own tree, which is
 		// what was last promoted.
-		tc, err := r.Repo.Commit(passed)
+		tc, err := r.Repo.Commit(ctx, passed)
 		if err != nil {
 			return fmt.Errorf("%w (no control run: %v)", failure, err)
 		}
@@ -284,7 +284,7 @@ func (r *Runner) candidate(q *walk, c gitrepo.Commit) (plumbing.Hash, error) {
 	tree := c.Tree
 	for i := len(q.pending) - 1; i >= 0; i-- {
 		p := q.pending[i]
-		next, err := r.Repo.Revert(p.Hash, tree)
+		next, err := r.Repo.Revert(context.TODO(), p.Hash, tree)
 		if err != nil {
 			if errors.Is(err, gitrepo.ErrConflict) {
 				return plumbing.ZeroHash, faultf(StepCandidate, "cannot test this commit without the rejected commit %s (%q): %v", short(p.Hash), p.Subject, err)
@@ -303,7 +303,7 @@ func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([
 		opts = manifests.DefaultRenderOptions()
 	}
 	var te *gitrepo.TreeError
-	fsys, err := r.Repo.TreeFS(tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
+	fsys, err := r.Repo.TreeFS(ctx, tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 	if err != nil {
 		if errors.As(err, &te) {
 			return nil, &Fault{Step: StepRender, Msg: te.Error()}
@@ -337,7 +337,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 				return gitrepo.Revert{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 			}
 		}
-		tip, err := r.Repo.Tip(r.Source)
+		tip, err := r.Repo.Tip(ctx, r.Source)
 		if err != nil {
 			return gitrepo.Revert{}, err
 		}
@@ -353,11 +353,11 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Commit.Hash))})
 			return rev, nil
 		}
-		head, err := r.Repo.Commit(tip)
+		head, err := r.Repo.Commit(ctx, tip)
 		if err != nil {
 			return gitrepo.Revert{}, err
 		}
-		tree, err := r.Repo.Revert(c.Hash, head.Tree)
+		tree, err := r.Repo.Revert(ctx, c.Hash, head.Tree)
 		if err != nil {
 			if errors.Is(err, gitrepo.ErrConflict) {
 				r.emit(Event{Gate: g.Name, Commit: c, Step: "stopped", Detail: "revert conflicts"})
@@ -367,7 +367,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		}
 		// The signature binds the message to this parent and tree: it
 		// proves to a restarted Sluice that this revert is its own.
-		rev, err := r.Repo.CommitTree(tree, tip, r.Key.SignRevert(msg, tip, tree))
+		rev, err := r.Repo.CommitTree(ctx, tree, tip, r.Key.SignRevert(msg, tip, tree))
 		if err != nil {
 			return gitrepo.Revert{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 		}
@@ -381,7 +381,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		}
 		r.pushedSource()
 		crashPoint("revert-pushed")
-		revCommit, err := r.Repo.Commit(rev)
+		revCommit, err := r.Repo.Commit(ctx, rev)
 		if err != nil {
 			return gitrepo.Revert{}, err
 		}
@@ -395,7 +395,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 // revertAfter finds a revert of c among the first-parent commits after c
 // up to tip, by the evidence findReverts believes.
 func (r *Runner) revertAfter(c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Revert, bool, error) {
-	later, err := r.Repo.Log(tip, c.Hash)
+	later, err := r.Repo.Log(context.TODO(), tip, c.Hash)
 	if err != nil {
 		return gitrepo.Revert{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 	}

@@ -45,14 +45,14 @@ func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
 		}
 		return false, fmt.Errorf("fetch: %w", err)
 	}
-	target, err := repo.Tip(g.Target)
+	target, err := repo.Tip(ctx, g.Target)
 	if err != nil {
 		return false, err
 	}
 	if err := r.checkTarget(g, target); err != nil {
 		return false, err
 	}
-	queue, err := repo.Queue(r.Source, g.Target)
+	queue, err := repo.Queue(ctx, r.Source, g.Target)
 	if err != nil {
 		if errors.Is(err, gitrepo.ErrNotAncestor) {
 			return false, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("target branch %s is not an ancestor of %s: Sluice never force-pushes, so a person has to reconcile them", g.Target, r.Source)}
@@ -182,7 +182,7 @@ func (q *walk) pendingHashes() []plumbing.Hash {
 func (r *Runner) findReverts(queue []gitrepo.Commit) ([]gitrepo.Revert, error) {
 	var out []gitrepo.Revert
 	for _, c := range queue {
-		rev, ok, err := r.Repo.RevertOf(c, r.Key)
+		rev, ok, err := r.Repo.RevertOf(context.TODO(), c, r.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -223,7 +223,7 @@ func (r *Runner) fastForward(ctx context.Context, q *walk, c gitrepo.Commit) err
 		if ferr := r.Repo.Fetch(ctx, g.Target); ferr != nil {
 			return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), ferr)
 		}
-		tip, terr := r.Repo.Tip(g.Target)
+		tip, terr := r.Repo.Tip(ctx, g.Target)
 		if terr != nil {
 			return terr
 		}

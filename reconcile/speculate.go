@@ -40,14 +40,14 @@ func (r *Runner) speculate(ctx context.Context, g *Gate) (again bool, err error)
 		}
 		return false, fmt.Errorf("fetch: %w", err)
 	}
-	target, err := repo.Tip(g.Target)
+	target, err := repo.Tip(ctx, g.Target)
 	if err != nil {
 		return false, err
 	}
 	if err := r.checkTarget(g, target); err != nil {
 		return false, err
 	}
-	queue, err := repo.Queue(r.Source, g.Target)
+	queue, err := repo.Queue(ctx, r.Source, g.Target)
 	if err != nil {
 		if errors.Is(err, gitrepo.ErrNotAncestor) {
 			return false, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("target branch %s is not an ancestor of %s: Sluice never force-pushes, so a person has to reconcile them", g.Target, r.Source)}

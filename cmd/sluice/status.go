@@ -121,12 +121,12 @@ func gateState(ctx context.Context, repo *gitrepo.Repository, key *gitrepo.Verdi
 		st.Error = err.Error()
 		return st
 	}
-	tip, err := repo.Tip(g.TargetBranch)
+	tip, err := repo.Tip(ctx, g.TargetBranch)
 	if err != nil {
 		st.Error = err.Error()
 		return st
 	}
-	queue, err := repo.Queue(source, g.TargetBranch)
+	queue, err := repo.Queue(ctx, source, g.TargetBranch)
 	if err != nil {
 		st.Error = err.Error()
 	}
@@ -135,7 +135,7 @@ func gateState(ctx context.Context, repo *gitrepo.Repository, key *gitrepo.Verdi
 	}
 	h := tip
 	for i := 0; i < historyLen && !h.IsZero(); i++ {
-		c, err := repo.Commit(h)
+		c, err := repo.Commit(ctx, h)
 		if err != nil {
 			break
 		}
@@ -157,7 +157,7 @@ func describeCommit(repo *gitrepo.Repository, key *gitrepo.VerdictKey, gate stri
 	cs := commitStatus{SHA: c.Hash.String(), Subject: c.Subject, Author: c.Author.Name, Verdict: "untested"}
 	var rec gitrepo.Record
 	if key != nil {
-		r, state, err := repo.ReadRecord(c.Hash, gate, key)
+		r, state, err := repo.ReadRecord(context.TODO(), c.Hash, gate, key)
 		switch {
 		case err != nil:
 			cs.Reason = "note unreadable: " + err.Error()
@@ -170,7 +170,7 @@ func describeCommit(repo *gitrepo.Repository, key *gitrepo.VerdictKey, gate stri
 		}
 		rec = r
 	} else {
-		note, _, err := repo.ReadNote(c.Hash)
+		note, _, err := repo.ReadNote(context.TODO(), c.Hash)
 		if err != nil {
 			cs.Reason = "note unreadable: " + err.Error()
 			return cs
