@@ -128,7 +128,7 @@ func (d *pathDiff) entries(h plumbing.Hash, p string) (map[string]object.TreeEnt
 	if h.IsZero() {
 		return nil, nil
 	}
-	t, err := d.r.checkedTree(h, p)
+	t, err := d.r.checkedTree(d.ctx, h, p)
 	if err != nil {
 		return nil, err
 	}
@@ -144,8 +144,10 @@ func (d *pathDiff) entries(h plumbing.Hash, p string) (map[string]object.TreeEnt
 
 // checkedTree reads tree h, found at p, under the repository lock, and
 // checks it as TreeFS does.
-func (r *Repository) checkedTree(h plumbing.Hash, p string) (*object.Tree, error) {
-	r.mu.Lock()
+func (r *Repository) checkedTree(ctx context.Context, h plumbing.Hash, p string) (*object.Tree, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return nil, err
+	}
 	obj, err := r.st.EncodedObject(plumbing.TreeObject, h)
 	var t *object.Tree
 	if err == nil {

@@ -87,7 +87,7 @@ func TestChangedPathsSubmodules(t *testing.T) {
 	base := mkTree(t, r, files{"a.yaml": "a\n", "vendor/x.yaml": "x\n"})
 	update := func(tree plumbing.Hash, updates map[string]*object.TreeEntry) plumbing.Hash {
 		t.Helper()
-		r.mu.Lock()
+		r.mu.Lock(context.Background())
 		defer r.mu.Unlock()
 		out, _, err := r.updateTree(tree, updates)
 		if err != nil {
@@ -146,7 +146,7 @@ func TestChangedPathsMatchesGit(t *testing.T) {
 		t.Fatal(err)
 	}
 	tree := func(rev string) plumbing.Hash {
-		c, err := r.Commit(plumbing.NewHash(rev))
+		c, err := r.Commit(t.Context(), plumbing.NewHash(rev))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +179,7 @@ func TestChangedPathsMatchesGit(t *testing.T) {
 func TestChangedPathsBounds(t *testing.T) {
 	r := memRepo(t)
 	small := mkTree(t, r, files{"a.yaml": "a\n"})
-	r.mu.Lock()
+	r.mu.Lock(context.Background())
 	blob, _ := writeBlob(r.st, []byte("x\n"))
 	r.mu.Unlock()
 	entries := []rawEntry{}

@@ -171,11 +171,11 @@ func treeOf(t testing.TB, r *gitrepo.Repository, branch string) plumbing.Hash {
 	if err := r.Fetch(context.Background(), branch); err != nil {
 		t.Fatal(err)
 	}
-	tip, err := r.Tip(branch)
+	tip, err := r.Tip(context.Background(), branch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := r.Commit(tip)
+	c, err := r.Commit(context.Background(), tip)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func treeOf(t testing.TB, r *gitrepo.Repository, branch string) plumbing.Hash {
 func renderTree(t testing.TB, r *gitrepo.Repository, tree plumbing.Hash) (string, manifests.ReadSet, error) {
 	t.Helper()
 	opts := manifests.DefaultRenderOptions()
-	fsys, err := r.TreeFS(tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
+	fsys, err := r.TreeFS(context.Background(), tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func BenchmarkSameRender(b *testing.B) {
 	treeOf(b, r, "docs")
 	var docTrees []plumbing.Hash
 	for _, h := range docs {
-		c, err := r.Commit(plumbing.NewHash(h))
+		c, err := r.Commit(context.Background(), plumbing.NewHash(h))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -70,7 +70,7 @@ func startForge(ctx context.Context, cfg *config.Config, r *reconcile.Runner, pu
 		}
 	}
 	repo, source := r.Repo, r.Source
-	feed.queue = func(target string) ([]gitrepo.Commit, error) { return repo.Queue(source, target) }
+	feed.queue = func(target string) ([]gitrepo.Commit, error) { return repo.Queue(postCtx, source, target) }
 	event := r.OnEvent
 	r.OnEvent = func(e reconcile.Event) {
 		if event != nil {

@@ -138,7 +138,7 @@ func renderCmd(ctx context.Context, f renderFlags, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		tree, err = repo.TreeFS(c.Tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
+		tree, err = repo.TreeFS(ctx, c.Tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 		if err != nil {
 			return err
 		}
@@ -172,7 +172,7 @@ func isHexPrefix(s string) bool {
 // first-parent history of branch, which is where a gate's queue comes from.
 // A prefix that names more than one commit there is refused.
 func findCommit(ctx context.Context, repo *gitrepo.Repository, branch, rev string) (gitrepo.Commit, error) {
-	tip, err := repo.Tip(branch)
+	tip, err := repo.Tip(ctx, branch)
 	if err != nil {
 		return gitrepo.Commit{}, err
 	}
@@ -182,7 +182,7 @@ func findCommit(ctx context.Context, repo *gitrepo.Repository, branch, rev strin
 		if err := ctx.Err(); err != nil {
 			return gitrepo.Commit{}, err
 		}
-		c, err := repo.Commit(h)
+		c, err := repo.Commit(ctx, h)
 		if err != nil {
 			return gitrepo.Commit{}, err
 		}
