@@ -132,6 +132,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	}
 	defer stopNotify()
 	log.Info("sluice starting", "version", version, "config", cfg.File(), "gates", len(cfg.Gates), "once", *once)
+	defer startPreviews(ctx, cfg, repo, restCfg, log, *once)() // preview.go: expiry and branch previews
 	if *once {
 		return runner.RunOnce(ctx)
 	}

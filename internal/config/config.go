@@ -7,6 +7,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -125,6 +126,7 @@ type Gate struct {
 	Strategy string `yaml:"strategy"`
 	// Parallelism bounds the speculative window and the batch size.
 	Parallelism Parallelism `yaml:"parallelism"`
+	Previews    Previews    `yaml:"previews"` // previews.go
 
 	line int
 }
@@ -365,7 +367,7 @@ var (
 	namespaceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 )
 
-func (c *Config) validate(root *yaml.Node) error {
+func (c *Config) validate(root *yaml.Node) (err error) {
 	f := c.file
 	top := func(key string) int { return keyLine(root, key) }
 	r := &c.Repository
@@ -409,6 +411,7 @@ func (c *Config) validate(root *yaml.Node) error {
 	if len(c.Gates) == 0 {
 		return &Error{File: f, Line: top("gates"), Field: "gates", Msg: "at least one gate is required"}
 	}
+	defer func() { err = cmp.Or(err, c.validatePreviews()) }()
 	names := map[string]bool{}
 	namespaces := map[string]string{} // test namespace prefix -> gate
 	targets := map[string]string{}
