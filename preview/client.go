@@ -48,6 +48,11 @@ type Client struct {
 
 // New connects to the cluster cfg points at.
 func New(cfg *rest.Config) (*Client, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		// client-go's 5 requests/s would take 20s for 100 stand-ins.
+		cfg.QPS, cfg.Burst = 50, 300
+	}
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)

@@ -300,6 +300,12 @@ func buildPreview(ctx context.Context, cfg *config.Config, gate *config.Gate, re
 		}
 		base, theirs = c.Tree, tree
 		sourceDesc, revision = "branch "+src.branch, tip.String()
+		if src.owner == "" {
+			// A branch preview the daemon keeps belongs to whoever pushed last.
+			if tc, err := repo.Commit(tip); err == nil {
+				src.owner = tc.Author.Email
+			}
+		}
 	} else {
 		dir, err := filepath.Abs(src.dir)
 		if err != nil {
@@ -565,7 +571,7 @@ func syncPreviews(ctx context.Context, cfg *config.Config, repo *gitrepo.Reposit
 			if p, ok := existing[name]; ok && p.Revision == tip.String() {
 				continue
 			}
-			set, err := buildPreview(ctx, cfg, gate, repo, previewSource{name: name, branch: b, owner: "sluice", ttl: gate.Previews.TTL.Duration})
+			set, err := buildPreview(ctx, cfg, gate, repo, previewSource{name: name, branch: b, ttl: gate.Previews.TTL.Duration})
 			if err == nil {
 				_, err = pc.Apply(ctx, set)
 			}
