@@ -159,6 +159,9 @@ func exactlyOneName(c *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return usageError{fmt.Errorf("%s takes one preview NAME", c.CommandPath())}
 	}
+	if err := preview.CheckName(args[0]); err != nil {
+		return usageError{fmt.Errorf("preview name %w", err)}
+	}
 	return nil
 }
 
