@@ -66,12 +66,12 @@ func TestPlanWritesOnlyWhatChangedAndStandInsForTheRest(t *testing.T) {
 		return objs(t, deployment("a", "v1", envFrom), svc("a"), deployment("b", bTag, ""), svc("b"), cm("cfg", cfgV), svc("c"))
 	}
 	tests := []struct {
-		name        string
+		name         string
 		target, mine func(t *testing.T) []*unstructured.Unstructured
-		routing     string
-		wantChanged []string
-		wantObjects []string
-		wantRoutes  []string
+		routing      string
+		wantChanged  []string
+		wantObjects  []string
+		wantRoutes   []string
 	}{
 		{
 			name:        "one changed Deployment runs with its Service; the others are stand-ins",
