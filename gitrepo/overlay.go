@@ -28,7 +28,7 @@ func (e *OverlayConflictError) Error() string {
 func (e *OverlayConflictError) Is(target error) bool { return target == ErrConflict }
 
 // MergeBase returns a best common ancestor of commits a and b, as
-// `git merge-base` does; ErrBranchNotFound-free: both must be in the store.
+// `git merge-base` does; both must be in the local store (fetched).
 func (r *Repository) MergeBase(a, b plumbing.Hash) (plumbing.Hash, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -91,16 +91,19 @@ func (r *Repository) Overlay(base, theirs, onto plumbing.Hash) (plumbing.Hash, e
 		p := path.Join(append(slices.Clone(ch.dir), ch.name)...)
 		var o []object.TreeEntry
 		if to != nil {
-			if o, err = findEntries(r.st, to, ch.dir, ch.name); err != nil && !errors.Is(err, object.ErrMalformedTree) {
+			o, err = findEntries(r.st, to, ch.dir, ch.name)
+			if errors.Is(err, object.ErrMalformedTree) {
+				conflicts = append(conflicts, p) // the target's tree on the way does not parse
+				continue
+			}
+			if err != nil {
 				return plumbing.ZeroHash, err
 			}
 		}
 		switch {
-		case err != nil:
-			conflicts = append(conflicts, p)
-		case sameEntries(o, ch.from):
+		case sameEntries(o, ch.from): // the target kept base's: take theirs
 			updates = append(updates, update{dir: ch.dir, name: ch.name, entries: ch.to})
-		case sameEntries(o, ch.to):
+		case sameEntries(o, ch.to): // already as theirs
 		default:
 			conflicts = append(conflicts, p)
 		}

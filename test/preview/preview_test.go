@@ -224,6 +224,20 @@ func TestPreviewFromBranchRunsOnlyTheChangedServiceAndItsTests(t *testing.T) {
 	if out := e.mustSluice("preview", "test", "checkout"); !strings.Contains(out, "preview checkout: passed (1 test objects") {
 		t.Errorf("test said:\n%s", out)
 	}
+	// The branch moves on: svc-042 back as staging has it, svc-043 changed.
+	// Up removes the Deployment no longer wanted and turns svc-042's
+	// Service back into a stand-in.
+	e.work.Git(t, "checkout", "-q", "feature/checkout")
+	e.work.Write(t, "environments/staging/svc-042.yaml", service("svc-042", "v1"))
+	e.work.Write(t, "environments/staging/svc-043.yaml", service("svc-043", "v2"))
+	e.work.Commit(t, "Try svc-043 instead")
+	if err := e.work.Push(t, "HEAD:refs/heads/feature/checkout"); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.mustSluice("preview", "up", "checkout", "--gate", "staging", "--branch", "feature/checkout"); !strings.Contains(out, "1 removed") {
+		t.Errorf("up after the branch moved said:\n%s", out)
+	}
+	e.assertPreview("checkout", "svc-043", "tester")
 	e.mustSluice("preview", "down", "checkout")
 	e.assertGone("checkout")
 }
