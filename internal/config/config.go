@@ -7,7 +7,6 @@ package config
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -367,7 +366,7 @@ var (
 	namespaceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 )
 
-func (c *Config) validate(root *yaml.Node) (err error) {
+func (c *Config) validate(root *yaml.Node) error {
 	f := c.file
 	top := func(key string) int { return keyLine(root, key) }
 	r := &c.Repository
@@ -411,7 +410,6 @@ func (c *Config) validate(root *yaml.Node) (err error) {
 	if len(c.Gates) == 0 {
 		return &Error{File: f, Line: top("gates"), Field: "gates", Msg: "at least one gate is required"}
 	}
-	defer func() { err = cmp.Or(err, c.validatePreviews()) }()
 	names := map[string]bool{}
 	namespaces := map[string]string{} // test namespace prefix -> gate
 	targets := map[string]string{}
@@ -525,7 +523,7 @@ func (c *Config) validate(root *yaml.Node) (err error) {
 			return fail("parallelism.min", fmt.Sprintf("%d: want 1 to parallelism.max (%d)", g.Parallelism.Min, g.Parallelism.Max))
 		}
 	}
-	return nil
+	return c.validatePreviews()
 }
 
 func validBranch(b string) bool {

@@ -2,6 +2,7 @@ package preview_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -247,6 +248,28 @@ func TestPreviewFromDirectoryAndItsExpiry(t *testing.T) {
 	e.work.Write(t, "environments/staging/svc-007.yaml", service("svc-007", "local")) // not committed
 	e.mustSluice("preview", "up", "mine", "--gate", "staging", "--dir", e.work.Dir, "--ttl", "1ms")
 	e.assertPreview("mine", "svc-007", "tester")
+	// A failing test is a failed verdict: printed, exit code 1.
+	e.work.Write(t, "environments/staging/contract-test.yaml", `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: contract-test
+  labels: {sluice.dev/test: "true"}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations: {sluice.dev/simulate: fail}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: check
+          image: registry.example.com/contract-check:v1
+`)
+	out, err := e.sluice("preview", "test", "mine")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "preview mine: failed") {
+		t.Errorf("test of a failing check: %v\n%s", err, out)
+	}
 	if out := e.mustSluice("preview", "gc"); !strings.Contains(out, "preview mine expired") {
 		t.Errorf("gc said:\n%s", out)
 	}
