@@ -246,7 +246,9 @@ func TestPreviewFromBranchRunsOnlyTheChangedServiceAndItsTests(t *testing.T) {
 func TestPreviewFromDirectoryAndItsExpiry(t *testing.T) {
 	e := newEnv(t, "externalname")
 	e.work.Write(t, "environments/staging/svc-007.yaml", service("svc-007", "local")) // not committed
+	start := time.Now()
 	e.mustSluice("preview", "up", "mine", "--gate", "staging", "--dir", e.work.Dir, "--ttl", "1ms")
+	t.Logf("sluice preview up of a %d-service staging took %s", services, time.Since(start).Round(time.Millisecond))
 	e.assertPreview("mine", "svc-007", "tester")
 	// A failing test is a failed verdict: printed, exit code 1.
 	e.work.Write(t, "environments/staging/contract-test.yaml", `apiVersion: batch/v1
