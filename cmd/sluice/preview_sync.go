@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +53,7 @@ func syncPreviews(ctx context.Context, cfg *config.Config, repo *gitrepo.Reposit
 		existing[p.Name] = p
 	}
 	var errs []error
+	claimed := map[string]string{} // preview name -> branch, this iteration
 	for i := range cfg.Gates {
 		gate := &cfg.Gates[i]
 		if len(gate.Previews.Branches) == 0 {
@@ -66,14 +69,23 @@ func syncPreviews(ctx context.Context, cfg *config.Config, repo *gitrepo.Reposit
 				live[b] = h
 			}
 		}
-		for b, tip := range live {
+		for _, b := range slices.Sorted(maps.Keys(live)) {
+			tip := live[b]
 			name := branchPreviewName(b)
 			if err := preview.CheckName(name); err != nil {
 				log.Warn("branch cannot name a preview", "gate", gate.Name, "branch", b, "error", err)
 				continue
 			}
+			// Two branches can make one name (preview/a.b, preview/a-b): the
+			// first in order keeps it, so the two never overwrite each other.
+			if other, ok := claimed[name]; ok {
+				log.Warn("branch names the same preview as another", "gate", gate.Name, "branch", b, "other", other, "preview", name)
+				continue
+			}
+			claimed[name] = b
 			if p, ok := existing[name]; ok && (p.Source != "branch "+b || p.Gate != gate.Name) {
-				continue // another preview of that name: not the branch's
+				log.Debug("preview name taken by another preview", "gate", gate.Name, "branch", b, "preview", name, "source", p.Source)
+				continue
 			}
 			if p, ok := existing[name]; ok && p.Revision == tip.String() {
 				continue

@@ -281,7 +281,11 @@ spec:
 func TestPreviewOfDeletedBranchIsRemovedByTheDaemonLoop(t *testing.T) {
 	e := newEnv(t, "externalname")
 	e.branch("preview/pay", "svc-011", "v3")
+	// preview/pay_ makes the same name: the first branch in order keeps it.
+	e.branch("preview/pay_", "svc-099", "v3")
 	e.mustSluice("preview", "sync") // one iteration of the daemon's loop
+	e.assertPreview("preview-pay", "svc-011", "test@example.com")
+	e.mustSluice("preview", "sync")
 	e.assertPreview("preview-pay", "svc-011", "test@example.com")
 	if err := e.work.Push(t, ":refs/heads/preview/pay"); err != nil {
 		t.Fatal(err)
