@@ -127,6 +127,7 @@ type Gate struct {
 	Strategy string `yaml:"strategy"`
 	// Parallelism bounds the speculative window and the batch size.
 	Parallelism Parallelism `yaml:"parallelism"`
+	Previews    Previews    `yaml:"previews"` // previews.go
 
 	line int
 }
@@ -527,7 +528,7 @@ func (c *Config) validate(root *yaml.Node) error {
 			return fail("parallelism.min", fmt.Sprintf("%d: want 1 to parallelism.max (%d)", g.Parallelism.Min, g.Parallelism.Max))
 		}
 	}
-	return nil
+	return c.validatePreviews()
 }
 
 func validBranch(b string) bool {
