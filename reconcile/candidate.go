@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/manifests"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // verdict returns c's verdict for the gate: the one recorded in its note,
@@ -151,7 +152,7 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 
 	tree, err := r.candidate(q, c)
 	if err != nil {
-		var f *Fault
+		var f *testenv.Fault
 		if errors.As(err, &f) {
 			return finish(Failed, err.Error())
 		}
@@ -163,7 +164,7 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 	objs, err := r.render(ctx, tree, g.Path)
 	rec.Durations[StepRender] = time.Since(start).Round(time.Millisecond)
 	if err != nil {
-		if IsFault(err) {
+		if testenv.IsFault(err) {
 			r.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: "failed"})
 			return finish(Failed, err.Error())
 		}
@@ -181,7 +182,7 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 		return finish(Verdict(prev.Verdict), prev.Reason)
 	}
 
-	spec := TestSpec{
+	spec := testenv.TestSpec{
 		Gate:          g.Name,
 		Commit:        c.Hash.String(),
 		Namespace:     manifests.TestNamespace(g.Name, c.Hash.String()),
@@ -195,18 +196,17 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 
 		ApplyConcurrency: g.ApplyConcurrency,
 	}
-	durations, err := r.Env.Test(ctx, spec, func(step string, took time.Duration, detail string) {
-		r.emit(Event{Gate: g.Name, Commit: c, Step: step, Took: took, Detail: detail})
-	})
+	durations, err := r.Env.Test(ctx, spec, stepFunc(r.emit, g.Name, c))
+	err = stopForeign(g, err)
 	for k, v := range durations {
 		rec.Durations[k] = v.Round(time.Millisecond)
 	}
-	var unrecognised *UnrecognisedError
+	var unrecognised *testenv.UnrecognisedError
 	if errors.As(err, &unrecognised) {
 		err = r.control(ctx, q, c, spec, unrecognised)
 	}
 	if err != nil {
-		if IsFault(err) {
+		if testenv.IsFault(err) {
 			return finish(Failed, err.Error())
 		}
 		rec.Attempts = r.attempt(g.Name, c.Hash, true)
@@ -226,10 +226,10 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 // control decides whose fault an error answer Sluice does not recognise
 // is: it runs the same step with the last passed candidate's objects, in a
 // namespace of their own, on the same cluster. When that passes, the
-// commit's objects are what the cluster refuses: a *Fault. When it fails
+// commit's objects are what the cluster refuses: a *testenv.Fault. When it fails
 // too, or cannot be run, the cluster is at fault: an error, retried, never
 // reverted.
-func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec TestSpec, failure *UnrecognisedError) error {
+func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec testenv.TestSpec, failure *testenv.UnrecognisedError) error {
 	g := q.gate
 	passed, tree := q.passedCommit, q.passedTree
 	if passed.IsZero() {
@@ -257,9 +257,10 @@ func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec Te
 	r.log().Info("unrecognised error from the cluster: running a control with the last passed candidate", "gate", g.Name, "commit", short(c.Hash), "control", short(passed), "error", failure.Err)
 	start := time.Now()
 	_, cerr := r.Env.Test(ctx, ctl, nil)
+	cerr = stopForeign(g, cerr)
 	r.emit(Event{Gate: g.Name, Commit: c, Step: "control", Took: time.Since(start), Detail: fmt.Sprintf("last passed candidate %s: %s", short(passed), errText(cerr))})
 	if cerr == nil {
-		verb := map[string]string{StepApply: "applies", StepHealth: "becomes healthy", StepTests: "passes its tests"}[failure.Step]
+		verb := map[string]string{testenv.StepApply: "applies", testenv.StepHealth: "becomes healthy", testenv.StepTests: "passes its tests"}[failure.Step]
 		if verb == "" {
 			verb = "passes " + failure.Step
 		}
@@ -306,7 +307,7 @@ func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([
 	fsys, err := r.Repo.TreeFS(tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 	if err != nil {
 		if errors.As(err, &te) {
-			return nil, &Fault{Step: StepRender, Msg: te.Error()}
+			return nil, &testenv.Fault{Step: StepRender, Msg: te.Error()}
 		}
 		return nil, fmt.Errorf("read tree %s: %w", short(tree), err)
 	}
@@ -314,10 +315,10 @@ func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([
 	if err != nil {
 		var re *manifests.RenderError
 		if errors.As(err, &re) {
-			return nil, &Fault{Step: StepRender, Msg: re.Error()}
+			return nil, &testenv.Fault{Step: StepRender, Msg: re.Error()}
 		}
 		if errors.As(err, &te) { // a tree or blob the tree reader refuses
-			return nil, &Fault{Step: StepRender, Msg: te.Error()}
+			return nil, &testenv.Fault{Step: StepRender, Msg: te.Error()}
 		}
 		return nil, fmt.Errorf("render %s: %w", path, err)
 	}
@@ -409,4 +410,29 @@ func (r *Runner) revertAfter(c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Rever
 		}
 	}
 	return gitrepo.Revert{}, false, nil
+}
+
+// stepFunc turns the test's steps into progress events, and holds the
+// crash points inside a test.
+func stepFunc(emit func(Event), gate string, c gitrepo.Commit) testenv.StepFunc {
+	return func(step string, took time.Duration, detail string) {
+		switch step {
+		case testenv.StepNamespace:
+			crashPoint("namespace-created")
+			return
+		case testenv.StepApply:
+			defer crashPoint("applied")
+		}
+		emit(Event{Gate: gate, Commit: c, Step: step, Took: took, Detail: detail})
+	}
+}
+
+// stopForeign stops the gate when its test namespace exists and is not
+// Sluice's: a person has to look before anything is used or deleted.
+func stopForeign(g *Gate, err error) error {
+	var foreign *testenv.NotOwnedError
+	if errors.As(err, &foreign) {
+		return &StoppedError{Gate: g.Name, Reason: foreign.Error()}
+	}
+	return err
 }

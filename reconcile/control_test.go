@@ -10,6 +10,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // controlEnv stands in for a cluster that answers objects deploying the
@@ -19,14 +21,14 @@ type controlEnv struct {
 	mu      sync.Mutex
 	refused string
 	broken  bool
-	runs    []TestSpec
+	runs    []testenv.TestSpec
 }
 
-func (e *controlEnv) Test(_ context.Context, spec TestSpec, _ StepFunc) (map[string]time.Duration, error) {
+func (e *controlEnv) Test(_ context.Context, spec testenv.TestSpec, _ testenv.StepFunc) (map[string]time.Duration, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.runs = append(e.runs, spec)
-	answer := &UnrecognisedError{Step: StepApply, Err: apierrors.NewInternalError(errors.New("something the API server does not explain"))}
+	answer := &testenv.UnrecognisedError{Step: testenv.StepApply, Err: apierrors.NewInternalError(errors.New("something the API server does not explain"))}
 	if e.broken {
 		return nil, answer
 	}
@@ -115,7 +117,7 @@ func TestUnrecognisedErrorIsJudgedByAControlRun(t *testing.T) {
 					continue
 				}
 				controls++
-				if run.Until != StepApply || len(run.Commands) != 0 {
+				if run.Until != testenv.StepApply || len(run.Commands) != 0 {
 					t.Errorf("the control ran until %q with %d commands; want only the step that failed (apply)", run.Until, len(run.Commands))
 				}
 				var imgs []string

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-gitops/sluice/test/gitserver"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // outageEnv is the stand-in cluster that takes the Git server down for a
@@ -35,7 +36,7 @@ type outage struct {
 	requests int64
 }
 
-func (e *outageEnv) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error) {
+func (e *outageEnv) Test(ctx context.Context, spec testenv.TestSpec, onStep testenv.StepFunc) (map[string]time.Duration, error) {
 	e.mu.Lock()
 	if e.outages > 0 {
 		e.outages--
@@ -200,7 +201,7 @@ type flakyEnv struct {
 	errs map[string]int // commit -> tests still to end in error
 }
 
-func (e *flakyEnv) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error) {
+func (e *flakyEnv) Test(ctx context.Context, spec testenv.TestSpec, onStep testenv.StepFunc) (map[string]time.Duration, error) {
 	e.mu.Lock()
 	n := e.errs[spec.Commit]
 	if n > 0 {

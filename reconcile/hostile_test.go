@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/manifests"
 	"github.com/sluice-gitops/sluice/test/gitserver"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // hostileCorpus holds one directory per hostile or broken repository; see
@@ -414,7 +415,7 @@ type leakEnv struct {
 	rendered bytes.Buffer
 }
 
-func (e *leakEnv) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error) {
+func (e *leakEnv) Test(ctx context.Context, spec testenv.TestSpec, onStep testenv.StepFunc) (map[string]time.Duration, error) {
 	e.mu.Lock()
 	for _, o := range spec.Objects {
 		b, _ := o.MarshalJSON()

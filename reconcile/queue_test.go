@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/test/gitserver"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // fakeEnv stands in for the cluster so the queue's decisions can be tested
@@ -28,7 +29,7 @@ type fakeEnv struct {
 	tested  []string // commits tested, in order
 }
 
-func (f *fakeEnv) Test(_ context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error) {
+func (f *fakeEnv) Test(_ context.Context, spec testenv.TestSpec, onStep testenv.StepFunc) (map[string]time.Duration, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.outages > 0 {
@@ -42,12 +43,12 @@ func (f *fakeEnv) Test(_ context.Context, spec TestSpec, onStep StepFunc) (map[s
 			img, _ := c.(map[string]any)["image"].(string)
 			for _, b := range f.broken {
 				if strings.HasSuffix(img, b) {
-					return map[string]time.Duration{StepApply: time.Millisecond}, faultf(StepTests, "test Job/a-checks-b failed: %s is incompatible", img)
+					return map[string]time.Duration{testenv.StepApply: time.Millisecond}, faultf(testenv.StepTests, "test Job/a-checks-b failed: %s is incompatible", img)
 				}
 			}
 		}
 	}
-	return map[string]time.Duration{StepApply: time.Millisecond}, nil
+	return map[string]time.Duration{testenv.StepApply: time.Millisecond}, nil
 }
 
 func (f *fakeEnv) Cleanup(context.Context, string) ([]string, error) { return nil, nil }
@@ -355,7 +356,7 @@ type overlapEnv struct {
 	most    int
 }
 
-func (o *overlapEnv) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error) {
+func (o *overlapEnv) Test(ctx context.Context, spec testenv.TestSpec, onStep testenv.StepFunc) (map[string]time.Duration, error) {
 	o.mu.Lock()
 	o.running++
 	o.most = max(o.most, o.running)

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/manifests"
 	"github.com/sluice-gitops/sluice/reconcile/plan"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // Gate is one promotion step, as the runner needs it.
@@ -26,7 +27,7 @@ type Gate struct {
 	HealthTimeout time.Duration
 	TestsTimeout  time.Duration
 	KeepNamespace time.Duration
-	Commands      []Command
+	Commands      []testenv.Command
 	// ApplyConcurrency is how many objects are applied at once (0: the default).
 	ApplyConcurrency int
 	// Revert pushes a revert of a failed commit; when false the verdict
@@ -46,7 +47,7 @@ type Gate struct {
 // Tester tests one candidate in a test environment and removes leftovers.
 // *Cluster is the real one.
 type Tester interface {
-	Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error)
+	Test(ctx context.Context, spec testenv.TestSpec, onStep testenv.StepFunc) (map[string]time.Duration, error)
 	Cleanup(ctx context.Context, gate string) ([]string, error)
 }
 

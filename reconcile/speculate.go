@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/manifests"
 	"github.com/sluice-gitops/sluice/reconcile/plan"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // speculative reports whether g tests more than one candidate at a time.
@@ -412,7 +413,7 @@ func (r *Runner) testRun(ctx context.Context, q *walk, c gitrepo.Commit, ns stri
 
 	tree, err := r.candidate(q, c)
 	if err != nil {
-		var f *Fault
+		var f *testenv.Fault
 		if errors.As(err, &f) {
 			return finish(Failed, err.Error())
 		}
@@ -424,7 +425,7 @@ func (r *Runner) testRun(ctx context.Context, q *walk, c gitrepo.Commit, ns stri
 	objs, err := r.render(ctx, tree, g.Path)
 	rec.Durations[StepRender] = time.Since(start).Round(time.Millisecond)
 	if err != nil {
-		if IsFault(err) {
+		if testenv.IsFault(err) {
 			emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: "failed"})
 			return finish(Failed, err.Error())
 		}
@@ -437,7 +438,7 @@ func (r *Runner) testRun(ctx context.Context, q *walk, c gitrepo.Commit, ns stri
 		return finish(Verdict(prev.Verdict), prev.Reason)
 	}
 
-	spec := TestSpec{
+	spec := testenv.TestSpec{
 		Gate:          g.Name,
 		Commit:        c.Hash.String(),
 		Namespace:     ns,
@@ -451,18 +452,17 @@ func (r *Runner) testRun(ctx context.Context, q *walk, c gitrepo.Commit, ns stri
 
 		ApplyConcurrency: g.ApplyConcurrency,
 	}
-	durations, err := r.Env.Test(ctx, spec, func(step string, took time.Duration, detail string) {
-		emit(Event{Gate: g.Name, Commit: c, Step: step, Took: took, Detail: detail})
-	})
+	durations, err := r.Env.Test(ctx, spec, stepFunc(emit, g.Name, c))
+	err = stopForeign(g, err)
 	for k, v := range durations {
 		rec.Durations[k] = v.Round(time.Millisecond)
 	}
-	var unrecognised *UnrecognisedError
+	var unrecognised *testenv.UnrecognisedError
 	if errors.As(err, &unrecognised) {
 		err = r.control(ctx, q, c, spec, unrecognised)
 	}
 	if err != nil {
-		if IsFault(err) && ctx.Err() == nil {
+		if testenv.IsFault(err) && ctx.Err() == nil {
 			return finish(Failed, err.Error())
 		}
 		if ctx.Err() == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/reconcile/plan"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // slowEnv is fakeEnv with tests that take a while: a candidate of the
@@ -39,7 +40,7 @@ type slowTest struct {
 	broken bool // the candidate held a broken image
 }
 
-func (s *slowEnv) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error) {
+func (s *slowEnv) Test(ctx context.Context, spec testenv.TestSpec, onStep testenv.StepFunc) (map[string]time.Duration, error) {
 	s.mu.Lock()
 	s.running++
 	s.most = max(s.most, s.running)
@@ -73,10 +74,10 @@ func (s *slowEnv) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map
 		case <-time.After(s.wait):
 		}
 	}
-	onStep(StepApply, time.Millisecond, "applied")
+	onStep(testenv.StepApply, time.Millisecond, "applied")
 	d, err := s.fakeEnv.Test(ctx, spec, onStep)
 	s.mu.Lock()
-	s.finished = append(s.finished, slowTest{commit: spec.Commit, broken: IsFault(err)})
+	s.finished = append(s.finished, slowTest{commit: spec.Commit, broken: testenv.IsFault(err)})
 	s.culpritDone = s.culpritDone || spec.Commit == s.culprit
 	s.mu.Unlock()
 	return d, err
@@ -190,7 +191,7 @@ func TestSpeculativeAndBatchAgreeWithSerial(t *testing.T) {
 			}
 			// Each run's step events come together, ending in the verdict.
 			for i := 1; i < len(events); i++ {
-				if events[i].Step == StepApply && (events[i-1].Step != StepRender || events[i-1].Commit.Hash != events[i].Commit.Hash) {
+				if events[i].Step == testenv.StepApply && (events[i-1].Step != StepRender || events[i-1].Commit.Hash != events[i].Commit.Hash) {
 					t.Errorf("event %d (%s of %s) follows %s of %s: runs' events interleave", i, events[i].Step, short(events[i].Commit.Hash), events[i-1].Step, short(events[i-1].Commit.Hash))
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // Verdict is the outcome of testing one queued commit.
@@ -18,35 +20,17 @@ const (
 	Error Verdict = "error"
 )
 
-// Step names, used in faults, progress lines and note durations.
+// Step names of the queue's own steps, used in faults, progress lines
+// and note durations; the test's steps are testenv's (testenv.StepApply …).
 const (
 	StepCandidate = "candidate"
 	StepRender    = "render"
-	StepApply     = "apply"
-	StepHealth    = "health"
-	StepTests     = "tests"
-	StepCommands  = "commands"
 	StepTotal     = "total"
 )
 
-// Fault is an error that is the commit's fault: the candidate does not
-// render, the API server rejects it, it is not healthy in time or a test
-// fails. Anything else that goes wrong is the infrastructure's.
-type Fault struct {
-	Step string
-	Msg  string
-}
-
-func (f *Fault) Error() string { return fmt.Sprintf("%s: %s", f.Step, f.Msg) }
-
+// faultf is the commit's fault at one of the queue's own steps.
 func faultf(step, format string, args ...any) error {
-	return &Fault{Step: step, Msg: fmt.Sprintf(format, args...)}
-}
-
-// IsFault reports whether err is the commit's fault.
-func IsFault(err error) bool {
-	var f *Fault
-	return errors.As(err, &f)
+	return &testenv.Fault{Step: step, Msg: fmt.Sprintf(format, args...)}
 }
 
 // Sentinel errors.

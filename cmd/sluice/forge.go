@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-gitops/sluice/internal/config"
 	"github.com/sluice-gitops/sluice/manifests"
 	"github.com/sluice-gitops/sluice/reconcile"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // forgeFlushTimeout bounds how long `run` waits at exit for queued commit
@@ -158,7 +159,7 @@ func (w *forgeFeed) event(e reconcile.Event) {
 			// An error is the infrastructure's: the commit is tested again.
 			s.State, s.Description = forge.Pending, "retrying: "+reason
 		}
-	case reconcile.StepRender, reconcile.StepApply, reconcile.StepHealth, reconcile.StepTests, reconcile.StepCommands:
+	case reconcile.StepRender, testenv.StepApply, testenv.StepHealth, testenv.StepTests, testenv.StepCommands:
 		w.mu.Lock()
 		seen := w.posted[e.Gate+"/"+sha] >= markTesting
 		w.mu.Unlock()

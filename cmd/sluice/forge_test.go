@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-gitops/sluice/forge"
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/reconcile"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 type recordingForge struct {
@@ -52,7 +53,7 @@ func TestForgeFeed(t *testing.T) {
 			publicURL: "https://sluice.example.com/",
 			events: []reconcile.Event{
 				{Gate: "stg", Commit: a, Step: reconcile.StepRender},
-				{Gate: "stg", Commit: a, Step: reconcile.StepApply},
+				{Gate: "stg", Commit: a, Step: testenv.StepApply},
 				{Gate: "stg", Commit: a, Step: "verdict", Verdict: reconcile.Passed},
 				{Gate: "stg", Commit: b, Step: reconcile.StepRender},
 				{Gate: "stg", Commit: b, Step: "verdict", Verdict: reconcile.Failed, Detail: "health: a not ready\ndeployment a: 0/1"},

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-gitops/sluice/internal/verdictkey"
 	"github.com/sluice-gitops/sluice/reconcile"
 	"github.com/sluice-gitops/sluice/reconcile/plan"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // runFlags are the flags of `sluice run`, as the flag set parsed them.
@@ -42,8 +43,8 @@ func defineRunFlags(fs *pflag.FlagSet) *runFlags {
 		progress:   fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never"),
 		logLevel:   fs.String("log-level", "info", "debug, info, warn or error"),
 		logFormat:  fs.String("log-format", "text", "text or json"),
-		qps:        fs.Float64("kube-api-qps", reconcile.DefaultQPS, "requests per second to the Kubernetes API server"),
-		burst:      fs.Int("kube-api-burst", reconcile.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps"),
+		qps:        fs.Float64("kube-api-qps", testenv.DefaultQPS, "requests per second to the Kubernetes API server"),
+		burst:      fs.Int("kube-api-burst", testenv.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps"),
 		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
 		publicURL:  fs.String("public-url", "", "the `address` people reach --listen at; commit statuses on the forge link there"),
 	}
@@ -68,7 +69,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	restCfg.QPS, restCfg.Burst = float32(*qps), *burst
-	cluster, err := reconcile.NewCluster(restCfg, kubeconfigPath)
+	cluster, err := testenv.NewCluster(restCfg, kubeconfigPath)
 	if err != nil {
 		return err
 	}
@@ -243,13 +244,13 @@ func openRepo(ctx context.Context, cfg *config.Config, useCache bool) (*gitrepo.
 func gates(cfg *config.Config) []reconcile.Gate {
 	out := make([]reconcile.Gate, 0, len(cfg.Gates))
 	for _, g := range cfg.Gates {
-		cmds := make([]reconcile.Command, 0, len(g.Tests.Commands))
+		cmds := make([]testenv.Command, 0, len(g.Tests.Commands))
 		for _, c := range g.Tests.Commands {
 			args := append([]string(nil), c.Command...)
 			if !filepath.IsAbs(args[0]) && strings.ContainsRune(args[0], '/') {
 				args[0] = filepath.Join(filepath.Dir(cfg.File()), args[0])
 			}
-			cmds = append(cmds, reconcile.Command{Name: c.Name, Args: args, Timeout: c.Timeout.Duration})
+			cmds = append(cmds, testenv.Command{Name: c.Name, Args: args, Timeout: c.Timeout.Duration})
 		}
 		out = append(out, reconcile.Gate{
 			Name:           g.Name,

@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-gitops/sluice/manifests"
-	"github.com/sluice-gitops/sluice/reconcile"
 	"github.com/sluice-gitops/sluice/test/cluster"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // The in-process clients of these tests log nothing (the binary sets its own logger).
@@ -51,7 +51,7 @@ func parseObject(t testing.TB, doc string) *unstructured.Unstructured {
 
 // TestAPIServerAnswersToManifestMistakes is a probe of the real API server:
 // ordinary mistakes in a manifest, each applied the way Sluice applies a
-// candidate. Every one must be the commit's fault (a reconcile.Fault) whose
+// candidate. Every one must be the commit's fault (a testenv.Fault) whose
 // message names the object and the field, whatever status the API server
 // answers with: five of these come back as HTTP 500 without a reason, which
 // Sluice once took for an outage and retried forever. The raw answers are
@@ -59,7 +59,7 @@ func parseObject(t testing.TB, doc string) *unstructured.Unstructured {
 func TestAPIServerAnswersToManifestMistakes(t *testing.T) {
 	c := cluster.Require(t)
 	ctx := t.Context()
-	env, err := reconcile.NewCluster(c.Config, c.Kubeconfig)
+	env, err := testenv.NewCluster(c.Config, c.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,13 +150,13 @@ spec:
 			}
 
 			// What Sluice makes of it.
-			_, err := env.Test(ctx, reconcile.TestSpec{
+			_, err := env.Test(ctx, testenv.TestSpec{
 				Gate: probe, Commit: commit, Namespace: ns,
 				Objects:      []*unstructured.Unstructured{obj},
 				ApplyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second, TestsTimeout: 30 * time.Second,
-				Until: reconcile.StepApply,
+				Until: testenv.StepApply,
 			}, nil)
-			if !reconcile.IsFault(err) {
+			if !testenv.IsFault(err) {
 				t.Fatalf("Sluice: %v (%T); want the commit's fault", err, err)
 			}
 			t.Logf("Sluice: %v", err)
@@ -170,7 +170,7 @@ spec:
 }
 
 // waitServed waits until the cluster serves a newly created CRD's kind.
-func waitServed(t *testing.T, env *reconcile.Cluster, raw client.Client, doc string) {
+func waitServed(t *testing.T, env *testenv.Cluster, raw client.Client, doc string) {
 	t.Helper()
 	obj := parseObject(t, doc)
 	obj.SetNamespace("default")
@@ -225,7 +225,7 @@ func BenchmarkApply100(b *testing.B) {
 	c := cluster.Require(b)
 	cfg := rest.CopyConfig(c.Config)
 	cfg.QPS, cfg.Burst = 0, 0 // as loaded from a kubeconfig file
-	env, err := reconcile.NewCluster(cfg, c.Kubeconfig)
+	env, err := testenv.NewCluster(cfg, c.Kubeconfig)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func BenchmarkApply100(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		commit := fmt.Sprintf("%02x", i%256) + randHex(19)
-		durations, err := env.Test(b.Context(), reconcile.TestSpec{
+		durations, err := env.Test(b.Context(), testenv.TestSpec{
 			Gate: gate, Commit: commit, Namespace: manifests.TestNamespace(gate, commit),
 			Objects:      objs,
 			ApplyTimeout: 10 * time.Minute, HealthTimeout: 10 * time.Minute, TestsTimeout: time.Minute,
@@ -242,8 +242,8 @@ func BenchmarkApply100(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(durations[reconcile.StepApply].Seconds(), "apply-s/op")
-		b.ReportMetric(durations[reconcile.StepHealth].Seconds(), "health-s/op")
+		b.ReportMetric(durations[testenv.StepApply].Seconds(), "apply-s/op")
+		b.ReportMetric(durations[testenv.StepHealth].Seconds(), "health-s/op")
 	}
 	b.StopTimer()
 	// Let the namespaces go before the next benchmark or test.

@@ -1,0 +1,247 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/cli-utils/pkg/object"
+	"github.com/fluxcd/pkg/ssa"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/sluice-gitops/sluice/manifests"
+)
+
+// FieldManager is the server-side apply field owner of everything Sluice applies.
+const FieldManager = "sluice"
+
+// Defaults of the Kubernetes client: requests per second and burst (a
+// controller's, as Flux's), and how many objects are applied at once.
+const (
+	DefaultQPS              = 50
+	DefaultBurst            = 300
+	DefaultApplyConcurrency = 10
+)
+
+// Annotation on a kept namespace saying when it may be removed.
+const AnnotationKeepUntil = "sluice.dev/keep-until"
+
+// Cluster tests candidates on a Kubernetes cluster.
+type Cluster struct {
+	client     client.Client
+	mapper     meta.RESTMapper
+	manager    *ssa.ResourceManager
+	discovery  discovery.DiscoveryInterface
+	kubeconfig string
+	restConfig *rest.Config
+	now        func() time.Time
+	poll       time.Duration
+}
+
+// NewCluster connects to the cluster cfg points at. kubeconfig is the file
+// given to host-side test commands (empty: one is written from cfg).
+func NewCluster(cfg *rest.Config, kubeconfig string) (*Cluster, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "sluice"
+	}
+	// client-go's own default (5 requests/s, burst 10) makes a 200-object
+	// candidate take minutes; these are a controller's defaults (Flux's).
+	if cfg.QPS == 0 {
+		cfg.QPS = DefaultQPS
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultBurst
+	}
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{HTTPClient: httpClient, Mapper: mapper})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
+	manager := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "sluice.dev"})
+	manager.SetConcurrency(DefaultApplyConcurrency)
+	return &Cluster{
+		client:     c,
+		mapper:     mapper,
+		manager:    manager,
+		discovery:  dc,
+		kubeconfig: kubeconfig,
+		restConfig: cfg,
+		now:        time.Now,
+		poll:       500 * time.Millisecond,
+	}, nil
+}
+
+// TestSpec is one candidate to test.
+type TestSpec struct {
+	Gate          string
+	Commit        string
+	Namespace     string
+	Objects       []*unstructured.Unstructured
+	ClusterScoped manifests.ClusterScopedPolicy
+	ApplyTimeout  time.Duration
+	HealthTimeout time.Duration
+	TestsTimeout  time.Duration
+	KeepNamespace time.Duration
+	Commands      []Command
+	// ApplyConcurrency is how many objects are applied at once; 0 means
+	// DefaultApplyConcurrency.
+	ApplyConcurrency int
+	// Until, when set to StepApply, StepHealth or StepTests, ends the test
+	// after that step (a control run repeats only the step that failed).
+	Until string
+}
+
+// Command is a host-side test command.
+type Command struct {
+	Name    string
+	Args    []string
+	Timeout time.Duration
+}
+
+// StepFunc is told when a step of the test ends.
+type StepFunc func(step string, took time.Duration, detail string)
+
+// Test runs one candidate: overlay, staged apply, health, test objects,
+// host commands, then cleanup. A *Fault is the commit's fault; any other
+// error is the infrastructure's. Durations are per step.
+func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (durations map[string]time.Duration, err error) {
+	if onStep == nil {
+		onStep = func(string, time.Duration, string) {}
+	}
+	durations = map[string]time.Duration{}
+	step := func(name string, start time.Time, detail string) {
+		d := time.Since(start)
+		durations[name] = d
+		onStep(name, d, detail)
+	}
+
+	env, err := manifests.Overlay(spec.Objects, manifests.OverlayOptions{
+		Namespace:     spec.Namespace,
+		Gate:          spec.Gate,
+		Commit:        spec.Commit,
+		IsNamespaced:  k.isNamespaced,
+		ClusterScoped: spec.ClusterScoped,
+		Now:           k.now,
+	})
+	if err != nil {
+		var re *manifests.RenderError
+		if errors.As(err, &re) {
+			return durations, faultf(StepOverlay, "%v", err)
+		}
+		return durations, fmt.Errorf("overlay: %w", err)
+	}
+
+	start := time.Now()
+	if err := k.createNamespace(ctx, env.Namespace, spec.ApplyTimeout); err != nil {
+		return durations, err
+	}
+	onStep(StepNamespace, time.Since(start), spec.Namespace)
+	passed := false
+	defer func() {
+		// Cleanup and keeping a failed namespace sit in one place.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if passed {
+			if derr := k.deleteNamespace(cctx, spec.Gate, spec.Namespace); derr != nil && err == nil {
+				err = fmt.Errorf("delete namespace %s: %w", spec.Namespace, derr)
+			}
+			return
+		}
+		if IsFault(err) && spec.KeepNamespace > 0 {
+			_ = k.keepNamespace(cctx, spec.Namespace, k.now().Add(spec.KeepNamespace))
+			return
+		}
+		_ = k.deleteNamespace(cctx, spec.Gate, spec.Namespace)
+	}()
+
+	if err := k.dryRunClusterScoped(ctx, env.ClusterScoped, spec); err != nil {
+		return durations, err
+	}
+	applyCtx, cancel := context.WithTimeout(ctx, spec.ApplyTimeout)
+	err = k.applyAll(applyCtx, env.Objects, spec.ApplyConcurrency)
+	cancel()
+	if err != nil {
+		return durations, k.classify(ctx, StepApply, err)
+	}
+	step(StepApply, start, fmt.Sprintf("%d objects", len(env.Objects)))
+	if spec.Until == StepApply {
+		passed = true
+		return durations, nil
+	}
+
+	start = time.Now()
+	set := object.UnstructuredSetToObjMetadataSet(env.Objects)
+	if err := k.manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{Interval: k.poll, Timeout: spec.HealthTimeout}); err != nil {
+		if ctx.Err() != nil {
+			return durations, ctx.Err()
+		}
+		if uerr := k.reachable(ctx); uerr != nil {
+			return durations, uerr
+		}
+		// The waiter's own error can be about itself (a rate limiter near
+		// the deadline) rather than the objects: ask each object once more.
+		notReady, serr := k.notCurrent(ctx, env.Objects)
+		if serr != nil {
+			return durations, serr
+		}
+		if len(notReady) > 0 {
+			return durations, faultf(StepHealth, "not healthy within %s: %s", spec.HealthTimeout, strings.Join(notReady, "; "))
+		}
+	}
+	step(StepHealth, start, fmt.Sprintf("%d objects current", len(set)))
+	if spec.Until == StepHealth {
+		passed = true
+		return durations, nil
+	}
+
+	if len(env.Tests) > 0 {
+		start = time.Now()
+		if err := k.runTests(ctx, env.Tests, spec.TestsTimeout); err != nil {
+			return durations, err
+		}
+		step(StepTests, start, fmt.Sprintf("%d passed", len(env.Tests)))
+	}
+	if len(spec.Commands) > 0 && spec.Until != StepTests {
+		start = time.Now()
+		if err := k.runCommands(ctx, spec); err != nil {
+			return durations, err
+		}
+		step(StepCommands, start, fmt.Sprintf("%d passed", len(spec.Commands)))
+	}
+	passed = true
+	return durations, nil
+}
+
+// isNamespaced asks the cluster's REST mapper.
+func (k *Cluster) isNamespaced(gvk schema.GroupVersionKind) (bool, error) {
+	m, err := k.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		if meta.IsNoMatchError(err) {
+			return false, err
+		}
+		return false, fmt.Errorf("discover API resources: %w", err)
+	}
+	return m.Scope.Name() == meta.RESTScopeNameNamespace, nil
+}
