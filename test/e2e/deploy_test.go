@@ -54,6 +54,28 @@ func TestDeployLeastPrivilege(t *testing.T) {
 	if sc := d.Spec.Template.Spec.Containers[0].SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Errorf("deploy/'s container has no read-only root file system")
 	}
+	// The namespace enforces the restricted Pod Security level: a Pod
+	// exists only if the Deployment's security context meets it.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		pods, err := admin.CoreV1().Pods("sluice-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=sluice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			var why []string
+			if rs, err := admin.AppsV1().ReplicaSets("sluice-system").List(ctx, metav1.ListOptions{}); err == nil {
+				for _, r := range rs.Items {
+					for _, c := range r.Status.Conditions {
+						why = append(why, c.Message)
+					}
+				}
+			}
+			t.Fatalf("deploy/'s Deployment made no Pod within a minute: %v", why)
+		}
+	}
 	kubeconfig := impersonating(t, c.Kubeconfig, deploySA)
 
 	// The article's queue, and a commit that tries to make itself cluster-admin.
