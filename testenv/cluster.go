@@ -45,6 +45,7 @@ type Cluster struct {
 	restConfig *rest.Config
 	now        func() time.Time
 	poll       time.Duration
+	envRole    *environmentRole // see UseEnvironmentRole (rbac.go)
 }
 
 // NewCluster connects to the cluster cfg points at. kubeconfig is the file

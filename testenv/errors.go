@@ -85,12 +85,7 @@ func (k *Cluster) classify(ctx context.Context, step string, err error) error {
 		// the field. It is the object's fault on every cluster.
 		return faultf(step, "rejected by the API server: %s", schemaError(msg))
 	case apierrors.IsForbidden(err):
-		// Quota and Sluice's own RBAC are the infrastructure's fault;
-		// an admission policy denying the object is the commit's.
-		if strings.Contains(msg, "exceeded quota") || strings.Contains(msg, "cannot ") {
-			return err
-		}
-		return faultf(step, "rejected by the API server: %s", msg)
+		return forbidden(step, err, msg) // rbac.go
 	}
 	if rerr := k.reachable(ctx); rerr != nil {
 		return rerr

@@ -38,7 +38,7 @@ func (k *Cluster) createNamespace(ctx context.Context, ns *unstructured.Unstruct
 	if err := k.client.Patch(ctx, ns.DeepCopy(), client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return k.classify(ctx, StepApply, err)
 	}
-	return nil
+	return k.bindEnvironment(ctx, ns)
 }
 
 func (k *Cluster) waitGone(ctx context.Context, obj *unstructured.Unstructured) error {

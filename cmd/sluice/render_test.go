@@ -240,8 +240,10 @@ func TestRenderOfADirectoryStaysInIt(t *testing.T) {
 			wantErr: []string{"environments/staging/kustomization.yaml", "symlink environments/staging/web.yaml", "outside"},
 		},
 		{
-			name:    "an absolute symlink",
-			setup:   func(t *testing.T, dir string) { symlink(t, outsideFile(t), filepath.Join(dir, "environments/staging/web.yaml")) },
+			name: "an absolute symlink",
+			setup: func(t *testing.T, dir string) {
+				symlink(t, outsideFile(t), filepath.Join(dir, "environments/staging/web.yaml"))
+			},
 			wantErr: []string{"symlink environments/staging/web.yaml", "outside"},
 		},
 		{

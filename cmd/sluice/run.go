@@ -29,7 +29,7 @@ import (
 // runFlags are the flags of `sluice run`, as the flag set parsed them.
 type runFlags struct {
 	cfgFile, kubeconfig, progress, logLevel, logFormat, listen *string
-	publicURL                                                  *string
+	publicURL, envRole                                         *string
 	once                                                       *bool
 	qps                                                        *float64
 	burst                                                      *int
@@ -47,6 +47,7 @@ func defineRunFlags(fs *pflag.FlagSet) *runFlags {
 		burst:      fs.Int("kube-api-burst", testenv.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps"),
 		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
 		publicURL:  fs.String("public-url", "", "the `address` people reach --listen at; commit statuses on the forge link there"),
+		envRole:    fs.String("environment-role", "", "bind Sluice to this `ClusterRole` in each test namespace and apply through that binding only (deploy/: sluice-environment)"),
 	}
 }
 
@@ -71,6 +72,9 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	restCfg.QPS, restCfg.Burst = float32(*qps), *burst
 	cluster, err := testenv.NewCluster(restCfg, kubeconfigPath)
 	if err != nil {
+		return err
+	}
+	if err := cluster.UseEnvironmentRole(ctx, *f.envRole); err != nil {
 		return err
 	}
 	key, err := loadVerdictKey(ctx, cfg, func() (*rest.Config, error) { return restCfg, nil }, true)

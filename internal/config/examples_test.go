@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// The configs people copy from examples/ must load as they are.
+// The configs people copy from examples/ and deploy/ must load as they are.
 func TestExampleConfigsLoad(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "sluice.yaml"))
 	if err != nil {
@@ -14,6 +14,7 @@ func TestExampleConfigsLoad(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no examples/*/sluice.yaml found")
 	}
+	files = append(files, filepath.Join("..", "..", "deploy", "sluice.yaml")) // deploy/'s ConfigMap
 	for _, f := range files {
 		cfg, err := Load(f)
 		if err != nil {
