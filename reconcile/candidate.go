@@ -235,7 +235,7 @@ func (r *Runner) control(ctx context.Context, cr *candidateRun, spec testenv.Tes
 	}
 	ctl := spec
 	ctl.Objects = objs
-	ctl.Namespace = manifests.TestNamespace(g.Name, "ctl-"+c.Hash.String())
+	ctl.Namespace = ControlNamespace(g.Name, c.Hash.String(), cr.key)
 	ctl.Commands = nil
 	ctl.KeepNamespace = 0
 	ctl.Until = failure.Step
@@ -436,6 +436,14 @@ func RunNamespace(gate, commit, key string) string {
 		return manifests.TestNamespace(gate, commit)
 	}
 	return namespaceWith(gate, commit, "-"+keyHash(key))
+}
+
+// ControlNamespace names the namespace of the control run of one planned
+// run: the commit's namespace with "-ctl-" and a short hash of the run's
+// key, so that two runs of one commit never share a control namespace. It
+// fits 63 bytes.
+func ControlNamespace(gate, commit, key string) string {
+	return namespaceWith(gate, commit, "-ctl-"+keyHash(key))
 }
 
 func keyHash(key string) string {
