@@ -1,6 +1,6 @@
 # Sluice — build, test and demo.
 #
-# Tool binaries (control plane, etcd, kwok) are built from source into bin/,
+# Tool binaries (control plane, etcd, kwok, gitea) are built from source into bin/,
 # only when missing or older than the tools module that pins their version.
 # The versions live in test/tools/*/go.mod and nowhere else.
 
@@ -11,12 +11,12 @@ export PATH := $(BIN):$(PATH)
 
 KUBE_BINS  := kube-apiserver kube-controller-manager kube-scheduler kubectl
 KUBE_TOOLS := $(addprefix $(BIN)/,$(KUBE_BINS))
-TOOLS      := $(KUBE_TOOLS) $(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl
+TOOLS      := $(KUBE_TOOLS) $(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl $(BIN)/gitea
 
 # Test binaries find the tools here (see test/cluster).
 export SLUICE_TOOLS_DIR := $(BIN)
 
-.PHONY: all build tools test vet fuzz demo demo-down bench clean
+.PHONY: all build image tools test vet fuzz demo demo-down bench clean
 
 all: build
 
@@ -24,6 +24,19 @@ build: $(BIN)/sluice
 
 $(BIN)/sluice: $(shell find cmd gitrepo manifests reconcile internal -name '*.go' 2>/dev/null) go.mod go.sum
 	$(GO) build -o $@ ./cmd/sluice
+
+# The OCI image, without Docker (hack/image): the static binary on no base
+# image, user 65532, every timestamp SOURCE_DATE_EPOCH (the last commit's
+# time), so one commit always gives one digest. Writes build/image/oci (an
+# OCI layout) and build/image/sluice.tar (`docker load`), prints the digest.
+VERSION           ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION          ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_REPO        ?= ghcr.io/sluice-gitops/sluice
+
+image:
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./hack/image -out build/image \
+		-version '$(VERSION)' -revision '$(REVISION)' -repo '$(IMAGE_REPO)'
 
 tools: $(TOOLS)
 
@@ -46,6 +59,13 @@ $(BIN)/kwok $(BIN)/kwokctl: test/tools/kwok/go.mod test/tools/kwok/go.sum
 	@mkdir -p $(BIN)
 	@echo ">> building $(notdir $@) from source"
 	cd test/tools/kwok && $(GO) build -o $@ sigs.k8s.io/kwok/cmd/$(notdir $@)
+
+# Gitea, the real forge of the forge feedback tests (test/gitea). Built
+# without bindata: the tests point STATIC_ROOT_PATH at its module directory.
+$(BIN)/gitea: test/tools/gitea/go.mod test/tools/gitea/go.sum
+	@mkdir -p $(BIN)
+	@echo ">> building gitea from source (about 6 minutes on 2 cores)"
+	cd test/tools/gitea && $(GO) build -tags 'sqlite sqlite_unlock_notify' -o $@ code.gitea.io/gitea
 
 # Fuzz targets: a few seconds each in `make test`, longer with
 # `make fuzz FUZZTIME=10m`. The budget in `make test` is a count of
@@ -87,4 +107,4 @@ bench: tools build
 	$(GO) run ./test/bench -sluice $(BIN)/sluice -tools $(BIN) $(BENCH_FLAGS)
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build

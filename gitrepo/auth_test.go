@@ -74,7 +74,7 @@ func TestWrongPasswordIsErrAuthWithoutTheSecret(t *testing.T) {
 
 func pushSomeNote(t *testing.T, r *Repository) error {
 	t.Helper()
-	if err := r.WriteNote(hash('a'), Note{Records: []Record{{Gate: "g", Verdict: VerdictPassed}}}); err != nil {
+	if err := r.WriteNote(t.Context(), hash('a'), Note{Records: []Record{{Gate: "g", Verdict: VerdictPassed}}}); err != nil {
 		t.Fatal(err)
 	}
 	return r.PushNotes(t.Context())
@@ -89,7 +89,7 @@ func TestRightPasswordFetches(t *testing.T) {
 	if err := r.Fetch(t.Context(), "main"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Tip("main"); err != nil {
+	if _, err := r.Tip(t.Context(), "main"); err != nil {
 		t.Fatal(err)
 	}
 	if err := pushSomeNote(t, r); err != nil {

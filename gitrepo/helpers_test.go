@@ -219,7 +219,7 @@ func openRemote(t testing.TB, dir string) *Repository {
 // mkTree writes fs as a tree object into r.
 func mkTree(t testing.TB, r *Repository, fs files) plumbing.Hash {
 	t.Helper()
-	r.mu.Lock()
+	r.mu.Lock(context.Background())
 	defer r.mu.Unlock()
 	updates := map[string]*object.TreeEntry{}
 	for p, content := range fs {
@@ -246,7 +246,7 @@ func mkTree(t testing.TB, r *Repository, fs files) plumbing.Hash {
 // mkCommit writes a commit of fs on parent (ZeroHash for a root commit).
 func mkCommit(t testing.TB, r *Repository, parent plumbing.Hash, msg string, fs files) plumbing.Hash {
 	t.Helper()
-	h, err := r.CommitTree(mkTree(t, r, fs), parent, msg)
+	h, err := r.CommitTree(t.Context(), mkTree(t, r, fs), parent, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func mkCommit(t testing.TB, r *Repository, parent plumbing.Hash, msg string, fs 
 // treeFiles reads a tree back as files, through TreeFS.
 func treeFiles(t testing.TB, r *Repository, tree plumbing.Hash) files {
 	t.Helper()
-	fsys, err := r.TreeFS(tree, TreeOptions{})
+	fsys, err := r.TreeFS(t.Context(), tree, TreeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -219,7 +220,7 @@ type Revert struct {
 //
 // A line quoted in a longer message (a squash merge's), or trailers
 // someone else wrote, prove nothing.
-func (r *Repository) RevertOf(c Commit, key *VerdictKey) (Revert, bool, error) {
+func (r *Repository) RevertOf(ctx context.Context, c Commit, key *VerdictKey) (Revert, bool, error) {
 	if key.verifyRevert(c) {
 		rejected, ok := parseHash(c.Trailers.Get(TrailerRejected))
 		gate := c.Trailers.Get(TrailerGate)
@@ -231,7 +232,9 @@ func (r *Repository) RevertOf(c Commit, key *VerdictKey) (Revert, bool, error) {
 	if !ok || c.Parent.IsZero() {
 		return Revert{}, false, nil
 	}
-	r.mu.Lock()
+	if err := r.mu.Lock(ctx); err != nil {
+		return Revert{}, false, err
+	}
 	defer r.mu.Unlock()
 	orig, err := object.GetCommit(r.st, rejected)
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
@@ -247,7 +250,7 @@ func (r *Repository) RevertOf(c Commit, key *VerdictKey) (Revert, bool, error) {
 	if err != nil {
 		return Revert{}, false, fmt.Errorf("revert of %s: parent: %w", short(rejected), err)
 	}
-	tree, err := r.revertLocked(rejected, parent.TreeHash)
+	tree, err := r.revertLocked(ctx, rejected, parent.TreeHash)
 	if errors.Is(err, ErrConflict) {
 		return Revert{}, false, nil
 	}

@@ -121,7 +121,7 @@ func TestRevertOf(t *testing.T) {
 	key := testKey(t, 'k')
 	c1 := mkCommit(t, r, plumbing.ZeroHash, "c1", files{"a": "1\n2\n3\n4\n", "b": "3\n"})
 	bad := mkCommit(t, r, c1, "bump B to v4", files{"a": "1\n2\n3\n4\n", "b": "4\n"})
-	badCommit, _ := r.Commit(bad)
+	badCommit, _ := r.Commit(t.Context(), bad)
 	later := mkCommit(t, r, bad, "x", files{"a": "1\n2\n3\nfour\n", "b": "4\n", "x": "x\n"})
 	undone := files{"a": "1\n2\n3\nfour\n", "b": "3\n", "x": "x\n"}
 
@@ -157,11 +157,11 @@ func TestRevertOf(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := mkCommit(t, r, later, tt.msg, tt.tree)
-			c, err := r.Commit(h)
+			c, err := r.Commit(t.Context(), h)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, ok, err := r.RevertOf(c, tt.key)
+			got, ok, err := r.RevertOf(t.Context(), c, tt.key)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -364,8 +364,10 @@ func validDurationKey(k string) bool {
 // none. Anybody can write a note, so it is read leniently: a gate's block
 // that does not parse is left out, never an error. Nothing in it is
 // verified; ReadRecord is what believes a record.
-func (r *Repository) ReadNote(commit plumbing.Hash) (n Note, found bool, err error) {
-	r.mu.Lock()
+func (r *Repository) ReadNote(ctx context.Context, commit plumbing.Hash) (n Note, found bool, err error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return Note{}, false, err
+	}
 	defer r.mu.Unlock()
 	b, found, err := r.readNoteBlobLocked(commit)
 	if err != nil || !found {
@@ -399,8 +401,10 @@ const (
 // ReadRecord returns gate's record on commit if key verifies it. Whatever
 // else the note holds for the gate is RecordUnverifiable, and its Record is
 // empty: the caller treats it as absent.
-func (r *Repository) ReadRecord(commit plumbing.Hash, gate string, key *VerdictKey) (Record, RecordState, error) {
-	r.mu.Lock()
+func (r *Repository) ReadRecord(ctx context.Context, commit plumbing.Hash, gate string, key *VerdictKey) (Record, RecordState, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return Record{}, RecordAbsent, err
+	}
 	defer r.mu.Unlock()
 	b, found, err := r.readNoteBlobLocked(commit)
 	if err != nil || !found {
@@ -520,8 +524,10 @@ func joinBlocks(blocks []noteBlock) []byte {
 // WriteNote sets the note on commit, replacing any earlier one, as a new
 // commit on the local notes ref. The note is stored flat, under the full
 // hash, as `git notes` does for small notes trees; PushNotes publishes it.
-func (r *Repository) WriteNote(commit plumbing.Hash, n Note) error {
-	r.mu.Lock()
+func (r *Repository) WriteNote(ctx context.Context, commit plumbing.Hash, n Note) error {
+	if err := r.mu.Lock(ctx); err != nil {
+		return err
+	}
 	defer r.mu.Unlock()
 	return r.writeNoteLocked(commit, EncodeNote(n))
 }
@@ -530,9 +536,12 @@ func (r *Repository) WriteNote(commit plumbing.Hash, n Note) error {
 // step: gates that record verdicts on the same commit at the same time never
 // lose each other's records. The blocks of other gates are kept byte for
 // byte, whether they parse or not (they are theirs to judge); text that
-// belongs to no gate is dropped.
-func (r *Repository) SetRecord(commit plumbing.Hash, rec Record) error {
-	r.mu.Lock()
+// belongs to no gate is dropped. A PushNotes running meanwhile publishes
+// the notes as they were when it began; the next one publishes this record.
+func (r *Repository) SetRecord(ctx context.Context, commit plumbing.Hash, rec Record) error {
+	if err := r.mu.Lock(ctx); err != nil {
+		return err
+	}
 	defer r.mu.Unlock()
 	b, _, err := r.readNoteBlobLocked(commit)
 	if err != nil {
@@ -638,13 +647,16 @@ func (r *Repository) notePaths(tree plumbing.Hash, rest, prefix string) ([]noteP
 
 // allNotes maps every annotated commit (full hex) to its note blob, reading
 // flat and fan-out layouts; other entries are ignored.
-func (r *Repository) allNotes(tree plumbing.Hash) (map[string]plumbing.Hash, error) {
+func (r *Repository) allNotes(ctx context.Context, tree plumbing.Hash) (map[string]plumbing.Hash, error) {
 	out := map[string]plumbing.Hash{}
 	if tree.IsZero() {
 		return out, nil
 	}
 	var walk func(h plumbing.Hash, prefix string) error
 	walk = func(h plumbing.Hash, prefix string) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		t, err := object.GetTree(r.st, h)
 		if err != nil {
 			return err
@@ -673,7 +685,7 @@ func (r *Repository) allNotes(tree plumbing.Hash) (map[string]plumbing.Hash, err
 // a fast-forward when we wrote nothing since, nothing when the remote has
 // nothing new, and otherwise a new notes commit on the remote's tip that
 // re-applies our unpushed notes (see mergeNotes).
-func (r *Repository) syncNotesLocked() error {
+func (r *Repository) syncNotesLocked(ctx context.Context) error {
 	local, err := r.refHash(NotesRef)
 	if err != nil {
 		return err
@@ -688,17 +700,17 @@ func (r *Repository) syncNotesLocked() error {
 	case local.IsZero():
 		return r.setRef(NotesRef, remote)
 	}
-	if ok, err := r.isAncestorLocked(local, remote); err != nil {
+	if ok, err := r.isAncestorLocked(ctx, local, remote); err != nil {
 		return err
 	} else if ok {
 		return r.setRef(NotesRef, remote)
 	}
-	if ok, err := r.isAncestorLocked(remote, local); err != nil {
+	if ok, err := r.isAncestorLocked(ctx, remote, local); err != nil {
 		return err
 	} else if ok {
 		return nil // only our unpushed notes on top
 	}
-	merged, err := r.mergeNotes(local, remote)
+	merged, err := r.mergeNotes(ctx, local, remote)
 	if err != nil {
 		return err
 	}
@@ -711,7 +723,7 @@ func (r *Repository) syncNotesLocked() error {
 // per gate block: their blocks stay, ours replace those of the gates whose
 // block we changed. Blocks are compared and kept as text, so a block that
 // does not parse is merged like any other.
-func (r *Repository) mergeNotes(ours, theirs plumbing.Hash) (plumbing.Hash, error) {
+func (r *Repository) mergeNotes(ctx context.Context, ours, theirs plumbing.Hash) (plumbing.Hash, error) {
 	oc, err := object.GetCommit(r.st, ours)
 	if err != nil {
 		return plumbing.ZeroHash, err
@@ -728,17 +740,20 @@ func (r *Repository) mergeNotes(ours, theirs plumbing.Hash) (plumbing.Hash, erro
 	if len(bases) > 0 {
 		baseTree = bases[0].TreeHash
 	}
-	baseNotes, err := r.allNotes(baseTree)
+	baseNotes, err := r.allNotes(ctx, baseTree)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	ourNotes, err := r.allNotes(oc.TreeHash)
+	ourNotes, err := r.allNotes(ctx, oc.TreeHash)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
 
 	updates := map[string]*object.TreeEntry{}
 	for _, key := range sortedKeys(ourNotes) {
+		if err := ctx.Err(); err != nil {
+			return plumbing.ZeroHash, err
+		}
 		blob := ourNotes[key]
 		if baseNotes[key] == blob {
 			continue // not ours
@@ -801,36 +816,34 @@ func (r *Repository) blobBlocks(h plumbing.Hash) ([]noteBlock, error) {
 // moved it, it fetches theirs, re-applies our unpushed notes on top (per
 // commit, per gate: see mergeNotes) and tries again, a bounded number of
 // times; after that the error matches ErrStale.
+//
+// The merge happens under the repository lock, in one step with reading
+// the local notes ref, as SetRecord's read-set-write does, so no record is
+// lost between them; the push itself runs without the lock. It publishes
+// the notes as they were when it took them: a record set while it talks to
+// the remote is published by the next PushNotes.
+//
+// Calls in one process take turns (their own lock, not the repository's):
+// the second publishes what the first left, instead of racing it for the
+// remote ref and spending its attempts on the loss.
 func (r *Repository) PushNotes(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if err := r.notesMu.Lock(ctx); err != nil {
+		return fmt.Errorf("push notes: %w", err)
+	}
+	defer r.notesMu.Unlock()
 	for attempt := 1; ; attempt++ {
-		local, err := r.refHash(NotesRef)
-		if err != nil {
-			return fmt.Errorf("push notes: %w", err)
-		}
-		remote, err := r.refHash(remoteNotesRef)
+		start := r.gen.Load()
+		local, remote, err := r.notesToPush(ctx)
 		if err != nil {
 			return fmt.Errorf("push notes: %w", err)
 		}
 		if local.IsZero() || local == remote {
 			return nil
 		}
-		if !remote.IsZero() {
-			ok, err := r.isAncestorLocked(remote, local)
-			if err != nil {
-				return fmt.Errorf("push notes: %w", err)
-			}
-			if !ok {
-				if err := r.syncNotesLocked(); err != nil {
-					return fmt.Errorf("push notes: %w", err)
-				}
-				continue
-			}
-		}
-		err = r.pushLocked(ctx, NotesRef, remote, local)
+		err = r.push(ctx, NotesRef, remote, local)
 		if err == nil {
-			return r.setRef(remoteNotesRef, local)
+			// The remote moved: record it even if ctx is done by now.
+			return r.mu.lockedAlways(func() error { return r.setNetRefLocked(remoteNotesRef, local, start, &remote) })
 		}
 		if !errors.Is(err, ErrStale) || attempt >= maxNotesPushAttempts {
 			if attempt > 1 {
@@ -838,8 +851,35 @@ func (r *Repository) PushNotes(ctx context.Context) error {
 			}
 			return fmt.Errorf("push notes: %w", err)
 		}
-		if err := r.fetchLocked(ctx, nil); err != nil {
+		if err := r.fetch(ctx, nil); err != nil {
 			return fmt.Errorf("push notes: %w", err)
 		}
 	}
+}
+
+// notesToPush lays the local notes ref on the remote-tracking one if it is
+// not on it yet, and returns both: what to push, and where the remote is.
+func (r *Repository) notesToPush(ctx context.Context) (local, remote plumbing.Hash, err error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return plumbing.ZeroHash, plumbing.ZeroHash, err
+	}
+	defer r.mu.Unlock()
+	if remote, err = r.refHash(remoteNotesRef); err != nil {
+		return plumbing.ZeroHash, plumbing.ZeroHash, err
+	}
+	if local, err = r.refHash(NotesRef); err != nil {
+		return plumbing.ZeroHash, plumbing.ZeroHash, err
+	}
+	if local.IsZero() || local == remote || remote.IsZero() {
+		return local, remote, nil
+	}
+	ok, err := r.isAncestorLocked(ctx, remote, local)
+	if err != nil || ok {
+		return local, remote, err
+	}
+	if err := r.syncNotesLocked(ctx); err != nil {
+		return plumbing.ZeroHash, plumbing.ZeroHash, err
+	}
+	local, err = r.refHash(NotesRef)
+	return local, remote, err
 }

@@ -172,11 +172,11 @@ func fetched(t *testing.T, bare string) *Repository {
 func TestNotesAreReadableByGit(t *testing.T) {
 	bare, _, c1, c2 := notesRemote(t)
 	r := fetched(t, bare)
-	if err := r.WriteNote(c1, sampleNote); err != nil {
+	if err := r.WriteNote(t.Context(), c1, sampleNote); err != nil {
 		t.Fatal(err)
 	}
 	second := Note{Records: []Record{{Gate: "staging", Verdict: VerdictPassed, Candidate: hash('f')}}}
-	if err := r.WriteNote(c2, second); err != nil {
+	if err := r.WriteNote(t.Context(), c2, second); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.PushNotes(t.Context()); err != nil {
@@ -199,14 +199,14 @@ func TestNotesAreReadableByGit(t *testing.T) {
 
 	// A fresh Repository reads them back.
 	r2 := fetched(t, bare)
-	n, ok, err := r2.ReadNote(c1)
+	n, ok, err := r2.ReadNote(t.Context(), c1)
 	if err != nil || !ok {
 		t.Fatalf("ReadNote(c1) = %v, %v", ok, err)
 	}
 	if diff := cmp.Diff(sampleNote, n); diff != "" {
 		t.Errorf("ReadNote(c1) (-want +got):\n%s", diff)
 	}
-	if _, ok, err := r2.ReadNote(hash('9')); ok || err != nil {
+	if _, ok, err := r2.ReadNote(t.Context(), hash('9')); ok || err != nil {
 		t.Errorf("ReadNote(unannotated) = %v, %v; want not found", ok, err)
 	}
 }
@@ -217,7 +217,7 @@ func TestReadNoteWrittenByGit(t *testing.T) {
 	w.git(t, "push", "--quiet", "origin", "refs/notes/sluice")
 
 	r := fetched(t, bare)
-	n, ok, err := r.ReadNote(c1)
+	n, ok, err := r.ReadNote(t.Context(), c1)
 	if err != nil || !ok {
 		t.Fatalf("ReadNote() = %v, %v", ok, err)
 	}
@@ -230,7 +230,7 @@ func TestReadNoteWrittenByGit(t *testing.T) {
 func TestReadNoteNoNotesYet(t *testing.T) {
 	bare, _, c1, _ := notesRemote(t)
 	r := fetched(t, bare)
-	if _, ok, err := r.ReadNote(c1); ok || err != nil {
+	if _, ok, err := r.ReadNote(t.Context(), c1); ok || err != nil {
 		t.Errorf("ReadNote() = %v, %v; want not found", ok, err)
 	}
 	if err := r.PushNotes(t.Context()); err != nil {
@@ -241,7 +241,7 @@ func TestReadNoteNoNotesYet(t *testing.T) {
 func TestNotesFanout(t *testing.T) {
 	r := memRepo(t)
 	c := hash('a')
-	r.mu.Lock()
+	r.mu.Lock(t.Context())
 	blob, _ := writeBlob(r.st, []byte("gate: old\nverdict: passed\n"))
 	key := c.String()
 	tree, _, err := r.updateTree(plumbing.ZeroHash, map[string]*object.TreeEntry{
@@ -258,18 +258,18 @@ func TestNotesFanout(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n, ok, err := r.ReadNote(c)
+	n, ok, err := r.ReadNote(t.Context(), c)
 	if err != nil || !ok || n.Records[0].Gate != "old" {
 		t.Fatalf("ReadNote(fan-out) = %+v, %v, %v", n, ok, err)
 	}
-	if err := r.WriteNote(c, Note{Records: []Record{{Gate: "new", Verdict: VerdictPassed}}}); err != nil {
+	if err := r.WriteNote(t.Context(), c, Note{Records: []Record{{Gate: "new", Verdict: VerdictPassed}}}); err != nil {
 		t.Fatal(err)
 	}
-	n, _, err = r.ReadNote(c)
+	n, _, err = r.ReadNote(t.Context(), c)
 	if err != nil || len(n.Records) != 1 || n.Records[0].Gate != "new" {
 		t.Fatalf("ReadNote() after WriteNote = %+v, %v", n, err)
 	}
-	r.mu.Lock()
+	r.mu.Lock(t.Context())
 	defer r.mu.Unlock()
 	tip, _ := r.refHash(NotesRef)
 	tree, _ = r.commitTreeOf(tip)
@@ -286,7 +286,7 @@ func TestPushNotesMergesAnotherWriter(t *testing.T) {
 
 	// Both start from the same notes.
 	base := Note{Records: []Record{{Gate: "dev", Verdict: VerdictPassed}}}
-	if err := a.WriteNote(c1, base); err != nil {
+	if err := a.WriteNote(t.Context(), c1, base); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.PushNotes(t.Context()); err != nil {
@@ -297,9 +297,9 @@ func TestPushNotesMergesAnotherWriter(t *testing.T) {
 	}
 
 	// A adds staging on c1 and pushes first.
-	na, _, _ := a.ReadNote(c1)
+	na, _, _ := a.ReadNote(t.Context(), c1)
 	na.Set(Record{Gate: "staging", Verdict: VerdictPassed, Attempts: 1})
-	if err := a.WriteNote(c1, na); err != nil {
+	if err := a.WriteNote(t.Context(), c1, na); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.PushNotes(t.Context()); err != nil {
@@ -307,12 +307,12 @@ func TestPushNotesMergesAnotherWriter(t *testing.T) {
 	}
 
 	// B, not having seen that, adds prod on c1 and a note on c2.
-	nb, _, _ := b.ReadNote(c1)
+	nb, _, _ := b.ReadNote(t.Context(), c1)
 	nb.Set(Record{Gate: "prod", Verdict: VerdictFailed, Reason: "broken"})
-	if err := b.WriteNote(c1, nb); err != nil {
+	if err := b.WriteNote(t.Context(), c1, nb); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.WriteNote(c2, Note{Records: []Record{{Gate: "prod", Verdict: VerdictPassed}}}); err != nil {
+	if err := b.WriteNote(t.Context(), c2, Note{Records: []Record{{Gate: "prod", Verdict: VerdictPassed}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.PushNotes(t.Context()); err != nil {
@@ -332,7 +332,7 @@ func TestPushNotesMergesAnotherWriter(t *testing.T) {
 		t.Errorf("note on c2 = %q", got)
 	}
 	// Nothing was forced: A's notes commit is in the history of the result.
-	a.mu.Lock()
+	a.mu.Lock(t.Context())
 	aTip, _ := a.refHash(NotesRef)
 	a.mu.Unlock()
 	if _, err := g.try(t, "merge-base", "--is-ancestor", aTip.String(), "refs/notes/sluice"); err != nil {
@@ -343,7 +343,7 @@ func TestPushNotesMergesAnotherWriter(t *testing.T) {
 	if err := a.Fetch(t.Context(), "main"); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := a.ReadNote(c1)
+	got, _, err := a.ReadNote(t.Context(), c1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,10 +356,10 @@ func TestFetchKeepsUnpushedNotes(t *testing.T) {
 	bare, _, c1, c2 := notesRemote(t)
 	a := fetched(t, bare)
 	b := fetched(t, bare)
-	if err := a.WriteNote(c1, Note{Records: []Record{{Gate: "a", Verdict: VerdictPassed}}}); err != nil {
+	if err := a.WriteNote(t.Context(), c1, Note{Records: []Record{{Gate: "a", Verdict: VerdictPassed}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.WriteNote(c2, Note{Records: []Record{{Gate: "b", Verdict: VerdictPassed}}}); err != nil {
+	if err := b.WriteNote(t.Context(), c2, Note{Records: []Record{{Gate: "b", Verdict: VerdictPassed}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.PushNotes(t.Context()); err != nil {
@@ -370,7 +370,7 @@ func TestFetchKeepsUnpushedNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for c, gate := range map[plumbing.Hash]string{c1: "a", c2: "b"} {
-		n, ok, err := a.ReadNote(c)
+		n, ok, err := a.ReadNote(t.Context(), c)
 		if err != nil || !ok || n.Records[0].Gate != gate {
 			t.Errorf("ReadNote(%s) = %+v, %v, %v; want gate %s", short(c), n, ok, err, gate)
 		}
@@ -405,13 +405,13 @@ func TestPushNotesConcurrentWriters(t *testing.T) {
 			defer wg.Done()
 			gate := fmt.Sprintf("gate-%d", i)
 			for _, c := range commits {
-				n, _, err := r.ReadNote(c)
+				n, _, err := r.ReadNote(t.Context(), c)
 				if err != nil {
 					errs[i] = err
 					return
 				}
 				n.Set(Record{Gate: gate, Verdict: VerdictPassed})
-				if err := r.WriteNote(c, n); err != nil {
+				if err := r.WriteNote(t.Context(), c, n); err != nil {
 					errs[i] = err
 					return
 				}
@@ -425,7 +425,7 @@ func TestPushNotesConcurrentWriters(t *testing.T) {
 	}
 	check := fetched(t, bare)
 	for _, c := range commits {
-		n, ok, err := check.ReadNote(c)
+		n, ok, err := check.ReadNote(t.Context(), c)
 		if err != nil || !ok {
 			t.Fatalf("ReadNote(%s) = %v, %v", short(c), ok, err)
 		}

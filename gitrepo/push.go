@@ -20,32 +20,36 @@ import (
 // at old, or new is not a fast-forward, the error matches ErrStale and
 // nothing changed: re-fetch and retry. A refusal for another reason (hook,
 // branch protection) matches ErrRejected. On success the remote-tracking ref
-// is set to new.
+// is set to new, unless a Fetch applied a newer value meanwhile. The
+// repository lock is not held while it talks to the remote.
 func (r *Repository) Push(ctx context.Context, branch string, old, new plumbing.Hash) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	b := branchName(branch)
 	ref := plumbing.NewBranchReferenceName(b)
 	if err := ref.Validate(); err != nil || b == "" {
 		return fmt.Errorf("push: bad branch name %q", branch)
 	}
-	if err := r.pushLocked(ctx, ref, old, new); err != nil {
+	start := r.gen.Load()
+	if err := r.push(ctx, ref, old, new); err != nil {
 		return err
 	}
-	return r.setRef(trackingRef(b), new)
+	// The remote moved: record it even if ctx is done by now.
+	return r.mu.lockedAlways(func() error { return r.setNetRefLocked(trackingRef(b), new, start, &old) })
 }
 
-// pushLocked is the compare-and-swap update of one remote ref.
-func (r *Repository) pushLocked(ctx context.Context, ref plumbing.ReferenceName, old, new plumbing.Hash) error {
+// push is the compare-and-swap update of one remote ref. It checks new
+// under the lock, then talks to the remote without it.
+func (r *Repository) push(ctx context.Context, ref plumbing.ReferenceName, old, new plumbing.Hash) error {
 	op := "push " + ref.String()
 	if new.IsZero() {
 		return fmt.Errorf("%s: refusing to delete", op)
 	}
-	if _, err := object.GetCommit(r.st, new); err != nil {
-		return fmt.Errorf("%s: new value %s: %w", op, short(new), err)
+	if err := r.mu.Lock(ctx); err != nil {
+		return err
 	}
-	if old == new {
-		return nil
+	err := r.checkPushLocked(ctx, op, old, new)
+	r.mu.Unlock()
+	if err != nil || old == new {
+		return err
 	}
 	opts := &git.PushOptions{
 		RemoteName: remoteName,
@@ -56,7 +60,7 @@ func (r *Repository) pushLocked(ctx context.Context, ref plumbing.ReferenceName,
 	if old.IsZero() {
 		// RequireRemoteRefs cannot say "absent": check it here; the server
 		// still refuses a create over an existing ref (old value zero).
-		advertised, err := r.listLocked(ctx)
+		advertised, err := r.list(ctx)
 		if err != nil {
 			return err
 		}
@@ -64,21 +68,33 @@ func (r *Repository) pushLocked(ctx context.Context, ref plumbing.ReferenceName,
 			return fmt.Errorf("%s: remote is at %s, expected no ref: %w", op, short(cur), ErrStale)
 		}
 	} else {
-		ok, err := r.isAncestorLocked(old, new)
-		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		if !ok {
-			return fmt.Errorf("%s: %s is not a fast-forward of %s: %w", op, short(new), short(old), ErrStale)
-		}
 		opts.RequireRemoteRefs = []config.RefSpec{config.RefSpec(old.String() + ":" + ref.String())}
 	}
 
-	err := r.remote.PushContext(ctx, opts)
+	err = git.NewRemote(r.netStore(ctx), r.remote).PushContext(ctx, opts)
 	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return nil
 	}
-	return r.remoteErr(op, classifyPushError(err))
+	return r.remoteErr(ctx, op, classifyPushError(err))
+}
+
+// checkPushLocked checks that new is in the store and, unless old is zero,
+// a fast-forward of old.
+func (r *Repository) checkPushLocked(ctx context.Context, op string, old, new plumbing.Hash) error {
+	if _, err := object.GetCommit(r.st, new); err != nil {
+		return fmt.Errorf("%s: new value %s: %w", op, short(new), err)
+	}
+	if old == new || old.IsZero() {
+		return nil
+	}
+	ok, err := r.isAncestorLocked(ctx, old, new)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if !ok {
+		return fmt.Errorf("%s: %s is not a fast-forward of %s: %w", op, short(new), short(old), ErrStale)
+	}
+	return nil
 }
 
 // staleMarkers are how go-git and git's receive-pack say the ref was not

@@ -24,7 +24,7 @@ func newPushFixture(t *testing.T) *pushFixture {
 	c1 := plumbing.NewHash(w.commitFiles(t, "c1", files{"a": "1\n"}))
 	w.git(t, "push", "--quiet", "origin", "main")
 	r := fetched(t, bare)
-	c, err := r.Commit(c1)
+	c, err := r.Commit(t.Context(), c1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func (f *pushFixture) remoteMain(t *testing.T) string {
 
 func TestPushFastForward(t *testing.T) {
 	f := newPushFixture(t)
-	c2, err := f.r.CommitTree(f.tree, f.c1, "c2\n")
+	c2, err := f.r.CommitTree(t.Context(), f.tree, f.c1, "c2\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestPushFastForward(t *testing.T) {
 	if got := f.remoteMain(t); got != c2.String() {
 		t.Errorf("remote main = %s, want %s", got, c2)
 	}
-	if tip, err := f.r.Tip("main"); err != nil || tip != c2 {
+	if tip, err := f.r.Tip(t.Context(), "main"); err != nil || tip != c2 {
 		t.Errorf("Tip(main) = %s, %v; want %s", tip, err, c2)
 	}
 	// Pushing the value the remote already has is a no-op.
@@ -66,8 +66,8 @@ func TestPushIsCompareAndSwap(t *testing.T) {
 		{
 			name: "a wrong old value is refused",
 			setup: func(t *testing.T, f *pushFixture) (plumbing.Hash, plumbing.Hash) {
-				mid, _ := f.r.CommitTree(f.tree, f.c1, "never pushed\n")
-				next, _ := f.r.CommitTree(f.tree, mid, "on top\n")
+				mid, _ := f.r.CommitTree(t.Context(), f.tree, f.c1, "never pushed\n")
+				next, _ := f.r.CommitTree(t.Context(), f.tree, mid, "on top\n")
 				return mid, next // remote is at c1, not mid
 			},
 		},
@@ -78,21 +78,21 @@ func TestPushIsCompareAndSwap(t *testing.T) {
 				w.git(t, "clone", "--quiet", f.bare, ".")
 				w.commitFiles(t, "someone else", files{"a": "other\n"})
 				w.git(t, "push", "--quiet", "origin", "main")
-				next, _ := f.r.CommitTree(f.tree, f.c1, "ours\n")
+				next, _ := f.r.CommitTree(t.Context(), f.tree, f.c1, "ours\n")
 				return f.c1, next
 			},
 		},
 		{
 			name: "a non-fast-forward new value is refused, never forced",
 			setup: func(t *testing.T, f *pushFixture) (plumbing.Hash, plumbing.Hash) {
-				sibling, _ := f.r.CommitTree(f.tree, plumbing.ZeroHash, "unrelated root\n")
+				sibling, _ := f.r.CommitTree(t.Context(), f.tree, plumbing.ZeroHash, "unrelated root\n")
 				return f.c1, sibling
 			},
 		},
 		{
 			name: "creating a branch that exists is refused",
 			setup: func(t *testing.T, f *pushFixture) (plumbing.Hash, plumbing.Hash) {
-				next, _ := f.r.CommitTree(f.tree, f.c1, "ours\n")
+				next, _ := f.r.CommitTree(t.Context(), f.tree, f.c1, "ours\n")
 				return plumbing.ZeroHash, next
 			},
 		},
@@ -112,7 +112,7 @@ func TestPushIsCompareAndSwap(t *testing.T) {
 			if after := f.remoteMain(t); after != before {
 				t.Errorf("remote main moved from %s to %s", before, after)
 			}
-			if tip, _ := f.r.Tip("main"); tip == new {
+			if tip, _ := f.r.Tip(t.Context(), "main"); tip == new {
 				t.Error("remote-tracking ref moved to the refused value")
 			}
 		})
@@ -144,12 +144,12 @@ func TestPushOverHTTP(t *testing.T) {
 	if err := r.Fetch(t.Context(), "main"); err != nil {
 		t.Fatal(err)
 	}
-	tip, _ := r.Tip("main")
+	tip, _ := r.Tip(t.Context(), "main")
 	if tip.String() != c1 {
 		t.Fatalf("Tip(main) = %s, want %s", tip, c1)
 	}
-	c, _ := r.Commit(tip)
-	c2, _ := r.CommitTree(c.Tree, tip, "c2\n")
+	c, _ := r.Commit(t.Context(), tip)
+	c2, _ := r.CommitTree(t.Context(), c.Tree, tip, "c2\n")
 	if err := r.Push(t.Context(), "main", tip, c2); err != nil {
 		t.Fatalf("fast-forward push through protection: %v", err)
 	}
@@ -159,12 +159,12 @@ func TestPushOverHTTP(t *testing.T) {
 
 	// A hook that refuses everything: ErrRejected, not ErrStale.
 	srv.InstallHook(t, "desired", "pre-receive", "#!/bin/sh\necho 'no pushes today' >&2\nexit 1\n")
-	c3, _ := r.CommitTree(c.Tree, c2, "c3\n")
+	c3, _ := r.CommitTree(t.Context(), c.Tree, c2, "c3\n")
 	err = r.Push(t.Context(), "main", c2, c3)
 	if !errors.Is(err, ErrRejected) || errors.Is(err, ErrStale) {
 		t.Fatalf("Push() refused by hook error = %v, want ErrRejected", err)
 	}
-	if tip, _ := r.Tip("main"); tip != c2 {
+	if tip, _ := r.Tip(t.Context(), "main"); tip != c2 {
 		t.Errorf("Tip(main) = %s after a refused push, want %s", tip, c2)
 	}
 }

@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -35,8 +36,10 @@ func (c Commit) Short() string { return short(c.Hash) }
 // lists. A merged pull request is one entry, its merge commit. Both branches
 // are read from the remote-tracking refs (Fetch first). If target's tip is not
 // an ancestor of source's (by any parent), it returns ErrNotAncestor.
-func (r *Repository) Queue(source, target string) ([]Commit, error) {
-	r.mu.Lock()
+func (r *Repository) Queue(ctx context.Context, source, target string) ([]Commit, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return nil, err
+	}
 	defer r.mu.Unlock()
 	src, err := r.tipLocked(source)
 	if err != nil {
@@ -46,7 +49,7 @@ func (r *Repository) Queue(source, target string) ([]Commit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: target: %w", err)
 	}
-	ok, err := r.isAncestorLocked(tgt, src)
+	ok, err := r.isAncestorLocked(ctx, tgt, src)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -54,7 +57,7 @@ func (r *Repository) Queue(source, target string) ([]Commit, error) {
 		return nil, fmt.Errorf("queue: %s (%s) is not in the history of %s (%s): %w",
 			branchName(target), short(tgt), branchName(source), short(src), ErrNotAncestor)
 	}
-	commits, err := r.firstParentRange(src, tgt)
+	commits, err := r.firstParentRange(ctx, src, tgt)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -65,10 +68,12 @@ func (r *Repository) Queue(source, target string) ([]Commit, error) {
 // Log returns the first-parent commits from tip back to, not including,
 // since, oldest first: `git rev-list --first-parent --reverse since..tip`
 // when since is on tip's first-parent chain.
-func (r *Repository) Log(tip, since plumbing.Hash) ([]Commit, error) {
-	r.mu.Lock()
+func (r *Repository) Log(ctx context.Context, tip, since plumbing.Hash) ([]Commit, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return nil, err
+	}
 	defer r.mu.Unlock()
-	commits, err := r.firstParentRange(tip, since)
+	commits, err := r.firstParentRange(ctx, tip, since)
 	if err != nil {
 		return nil, fmt.Errorf("log %s..%s: %w", short(since), short(tip), err)
 	}
@@ -78,7 +83,7 @@ func (r *Repository) Log(tip, since plumbing.Hash) ([]Commit, error) {
 
 // firstParentRange returns the first-parent commits from tip (newest first)
 // that are not reachable from since; since may be ZeroHash for "to the root".
-func (r *Repository) firstParentRange(tip, since plumbing.Hash) ([]Commit, error) {
+func (r *Repository) firstParentRange(ctx context.Context, tip, since plumbing.Hash) ([]Commit, error) {
 	var out []Commit
 	// The common case: since is on tip's first-parent chain, stop there.
 	// Otherwise fall back to excluding everything reachable from since.
@@ -86,6 +91,9 @@ func (r *Repository) firstParentRange(tip, since plumbing.Hash) ([]Commit, error
 	for h := tip; !h.IsZero(); {
 		if h == since || exclude[h] {
 			return out, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		c, err := r.commitLocked(h)
 		if err != nil {
@@ -96,7 +104,7 @@ func (r *Repository) firstParentRange(tip, since plumbing.Hash) ([]Commit, error
 		if h.IsZero() && !since.IsZero() && exclude == nil {
 			// Reached the root without meeting since: since is reachable only
 			// through a second parent. Redo with the full exclusion set.
-			set, err := r.ancestors(since)
+			set, err := r.ancestors(ctx, since)
 			if err != nil {
 				return nil, err
 			}
@@ -108,7 +116,7 @@ func (r *Repository) firstParentRange(tip, since plumbing.Hash) ([]Commit, error
 }
 
 // ancestors returns every commit reachable from h, h included.
-func (r *Repository) ancestors(h plumbing.Hash) (map[plumbing.Hash]bool, error) {
+func (r *Repository) ancestors(ctx context.Context, h plumbing.Hash) (map[plumbing.Hash]bool, error) {
 	c, err := object.GetCommit(r.st, h)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", short(h), err)
@@ -116,14 +124,16 @@ func (r *Repository) ancestors(h plumbing.Hash) (map[plumbing.Hash]bool, error) 
 	set := map[plumbing.Hash]bool{}
 	err = object.NewCommitPreorderIter(c, nil, nil).ForEach(func(c *object.Commit) error {
 		set[c.Hash] = true
-		return nil
+		return ctx.Err()
 	})
 	return set, err
 }
 
 // Commit reads one commit from the local cache.
-func (r *Repository) Commit(h plumbing.Hash) (Commit, error) {
-	r.mu.Lock()
+func (r *Repository) Commit(ctx context.Context, h plumbing.Hash) (Commit, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return Commit{}, err
+	}
 	defer r.mu.Unlock()
 	return r.commitLocked(h)
 }
@@ -156,13 +166,15 @@ func toCommit(c *object.Commit) Commit {
 
 // IsAncestor reports whether a is b or reachable from b through any parents
 // (git merge-base --is-ancestor a b).
-func (r *Repository) IsAncestor(a, b plumbing.Hash) (bool, error) {
-	r.mu.Lock()
+func (r *Repository) IsAncestor(ctx context.Context, a, b plumbing.Hash) (bool, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return false, err
+	}
 	defer r.mu.Unlock()
-	return r.isAncestorLocked(a, b)
+	return r.isAncestorLocked(ctx, a, b)
 }
 
-func (r *Repository) isAncestorLocked(a, b plumbing.Hash) (bool, error) {
+func (r *Repository) isAncestorLocked(ctx context.Context, a, b plumbing.Hash) (bool, error) {
 	if a == b {
 		return true, nil
 	}
@@ -179,7 +191,7 @@ func (r *Repository) isAncestorLocked(a, b plumbing.Hash) (bool, error) {
 			found = true
 			return storer.ErrStop
 		}
-		return nil
+		return ctx.Err()
 	})
 	if err != nil && !errors.Is(err, storer.ErrStop) {
 		return false, err

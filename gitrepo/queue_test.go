@@ -64,7 +64,7 @@ func TestQueue(t *testing.T) {
 			if err := r.Fetch(t.Context(), "main", "staging"); err != nil {
 				t.Fatal(err)
 			}
-			got, err := r.Queue("main", "staging")
+			got, err := r.Queue(t.Context(), "main", "staging")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +80,7 @@ func TestQueue(t *testing.T) {
 		if err := r.Fetch(t.Context(), "main", "staging"); err != nil {
 			t.Fatal(err)
 		}
-		q, err := r.Queue("main", "staging")
+		q, err := r.Queue(t.Context(), "main", "staging")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func TestQueueTargetDiverged(t *testing.T) {
 	if err := r.Fetch(t.Context(), "main", "staging"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := r.Queue("main", "staging")
+	_, err := r.Queue(t.Context(), "main", "staging")
 	if !errors.Is(err, ErrNotAncestor) {
 		t.Fatalf("Queue() error = %v, want ErrNotAncestor", err)
 	}
@@ -121,7 +121,7 @@ func TestQueueTargetDiverged(t *testing.T) {
 
 func TestQueueNeedsFetchedBranches(t *testing.T) {
 	r := memRepo(t)
-	if _, err := r.Queue("main", "staging"); !errors.Is(err, ErrBranchNotFound) {
+	if _, err := r.Queue(t.Context(), "main", "staging"); !errors.Is(err, ErrBranchNotFound) {
 		t.Errorf("Queue() before Fetch error = %v, want ErrBranchNotFound", err)
 	}
 }
@@ -143,7 +143,7 @@ func TestIsAncestor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := r.IsAncestor(tt.x, tt.y)
+			got, err := r.IsAncestor(t.Context(), tt.x, tt.y)
 			if err != nil || got != tt.want {
 				t.Errorf("IsAncestor() = %v, %v; want %v", got, err, tt.want)
 			}
@@ -162,11 +162,11 @@ func TestFetchMissingBranch(t *testing.T) {
 		t.Errorf("error %q does not name the branch", err)
 	}
 	// The branches that exist were fetched anyway.
-	tip, err := r.Tip("main")
+	tip, err := r.Tip(t.Context(), "main")
 	if err != nil || tip.String() != h["c3"] {
 		t.Errorf("Tip(main) = %s, %v; want %s", tip, err, h["c3"])
 	}
-	if _, err := r.Tip("nope"); !errors.Is(err, ErrBranchNotFound) {
+	if _, err := r.Tip(t.Context(), "nope"); !errors.Is(err, ErrBranchNotFound) {
 		t.Errorf("Tip(nope) error = %v, want ErrBranchNotFound", err)
 	}
 }
@@ -181,7 +181,7 @@ func TestFetchForgetsDeletedBranch(t *testing.T) {
 	if err := r.Fetch(t.Context(), "feature"); !errors.Is(err, ErrBranchNotFound) {
 		t.Fatalf("Fetch(deleted) error = %v, want ErrBranchNotFound", err)
 	}
-	if _, err := r.Tip("feature"); !errors.Is(err, ErrBranchNotFound) {
+	if _, err := r.Tip(t.Context(), "feature"); !errors.Is(err, ErrBranchNotFound) {
 		t.Errorf("Tip(deleted) error = %v, want ErrBranchNotFound", err)
 	}
 }
@@ -209,11 +209,11 @@ func TestOpenOnDiskCacheIsReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tip, err := r2.Tip("main")
+	tip, err := r2.Tip(t.Context(), "main")
 	if err != nil || tip.String() != h["c3"] {
 		t.Fatalf("Tip(main) after reopen = %s, %v; want %s", tip, err, h["c3"])
 	}
-	if _, err := r2.Commit(tip); err != nil {
+	if _, err := r2.Commit(t.Context(), tip); err != nil {
 		t.Errorf("Commit(tip) after reopen: %v", err)
 	}
 	r2.Close()

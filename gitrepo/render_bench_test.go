@@ -19,7 +19,7 @@ func BenchmarkTreeFSRenderArticle(b *testing.B) {
 	r, tree := commitDir(b, "../examples/article")
 	opts := manifests.DefaultRenderOptions()
 	for b.Loop() {
-		fsys, err := r.TreeFS(tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
+		fsys, err := r.TreeFS(b.Context(), tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -59,11 +59,11 @@ func commitDir(b *testing.B, dir string) (*gitrepo.Repository, plumbing.Hash) {
 	if err := r.Fetch(context.Background(), "main"); err != nil {
 		b.Fatal(err)
 	}
-	tip, err := r.Tip("main")
+	tip, err := r.Tip(b.Context(), "main")
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := r.Commit(tip)
+	c, err := r.Commit(b.Context(), tip)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
@@ -55,12 +57,17 @@ type Signature struct {
 var DefaultAuthor = Signature{Name: "Sluice", Email: "sluice@localhost"}
 
 // Repository is a local bare cache of one remote. Its methods are safe for
-// concurrent use; they are serialized, network calls included.
+// concurrent use. Work on the local store is serialized by one lock, which
+// is never held while talking to the remote: a slow Fetch, Push or
+// PushNotes does not hold up another goroutine's TreeFS, Revert, ReadRecord
+// or SetRecord (see netStorer). Every method that can block takes a context
+// and returns its error once it is done, waits for the lock included.
 type Repository struct {
-	mu       sync.Mutex
+	mu       ctxMutex
+	notesMu  ctxMutex // PushNotes calls take turns; never held with mu waiting on it
 	repo     *git.Repository
 	st       storage.Storer
-	remote   *git.Remote
+	remote   *config.RemoteConfig
 	url      string // redacted, for errors
 	auth     transport.AuthMethod
 	caBundle []byte
@@ -70,19 +77,26 @@ type Repository struct {
 	hostKeys string
 	lock     *os.File // held on the cache directory; nil in memory
 	revert   RevertOptions
+
+	// gen counts the remote-tracking ref values applied after a network
+	// operation; refGen says when each ref got its value (under mu). A
+	// network operation that began at gen g does not overwrite a ref
+	// applied after g: that value is as new as its own, or newer.
+	gen    atomic.Uint64
+	refGen map[plumbing.ReferenceName]uint64
 }
 
 // Close releases the cache directory for other processes. The Repository
 // must not be used after.
 func (r *Repository) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.lock == nil {
-		return nil
-	}
-	err := r.lock.Close()
-	r.lock = nil
-	return err
+	return r.mu.lockedAlways(func() error {
+		if r.lock == nil {
+			return nil
+		}
+		err := r.lock.Close()
+		r.lock = nil
+		return err
+	})
 }
 
 // String names the remote. fmt would otherwise print the unexported
@@ -177,11 +191,14 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 	}
 	ok = true
 	return &Repository{
+		mu:       newCtxMutex(),
+		notesMu:  newCtxMutex(),
+		refGen:   map[plumbing.ReferenceName]uint64{},
 		lock:     lock,
 		hostKeys: hostKeys,
 		repo:     repo,
 		st:       st,
-		remote:   remote,
+		remote:   remote.Config(),
 		url:      redactURL(opts.URL),
 		auth:     auth,
 		caBundle: opts.CABundle,
@@ -196,42 +213,51 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 // lays the local notes ref on top of it (our unpushed notes re-applied, see
 // PushNotes). A branch the remote does not have gives ErrBranchNotFound naming
 // it, after the others were fetched.
+//
+// It talks to the remote without the repository lock; the refs it brings
+// are applied afterwards in one step under the lock, with the notes laid on
+// top, so no caller sees one without the other. A ref that another Fetch or
+// Push applied while this one ran is left as they set it.
 func (r *Repository) Fetch(ctx context.Context, branches ...string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.fetchLocked(ctx, branches)
-}
-
-func (r *Repository) fetchLocked(ctx context.Context, branches []string) error {
-	advertised, err := r.listLocked(ctx)
-	if err != nil {
-		return err
-	}
-	var specs []config.RefSpec
-	var missing []error
 	for _, b := range branches {
 		b = branchName(b)
 		if err := plumbing.NewBranchReferenceName(b).Validate(); err != nil || b == "" {
 			return fmt.Errorf("fetch: bad branch name %q", b)
 		}
+	}
+	return r.fetch(ctx, branches)
+}
+
+func (r *Repository) fetch(ctx context.Context, branches []string) error {
+	start := r.gen.Load()
+	advertised, err := r.list(ctx)
+	if err != nil {
+		return err
+	}
+	var specs []config.RefSpec
+	var missing []error
+	updates := map[plumbing.ReferenceName]*plumbing.Reference{}
+	want := map[plumbing.ReferenceName]bool{}
+	for _, b := range branches {
+		b = branchName(b)
 		if _, ok := advertised[plumbing.NewBranchReferenceName(b)]; !ok {
 			missing = append(missing, fmt.Errorf("fetch %s: branch %q: %w", r.url, b, ErrBranchNotFound))
-			// The remote deleted it: forget our stale copy.
-			if err := r.st.RemoveReference(trackingRef(b)); err != nil {
-				return err
-			}
+			updates[trackingRef(b)] = nil // the remote deleted it: forget our stale copy
 			continue
 		}
 		specs = append(specs, config.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", b, trackingRef(b))))
+		want[trackingRef(b)] = true
 	}
 	if _, ok := advertised[NotesRef]; ok {
 		specs = append(specs, config.RefSpec(fmt.Sprintf("+%s:%s", NotesRef, remoteNotesRef)))
-	} else if err := r.st.RemoveReference(remoteNotesRef); err != nil {
-		return err
+		want[remoteNotesRef] = true
+	} else {
+		updates[remoteNotesRef] = nil
 	}
 
 	if len(specs) > 0 {
-		err := r.remote.FetchContext(ctx, &git.FetchOptions{
+		st := r.netStore(ctx)
+		err := git.NewRemote(st, r.remote).FetchContext(ctx, &git.FetchOptions{
 			RemoteName: remoteName,
 			RefSpecs:   specs,
 			Auth:       r.auth,
@@ -242,25 +268,66 @@ func (r *Repository) fetchLocked(ctx context.Context, branches []string) error {
 		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 		case errors.Is(err, git.NoMatchingRefSpecError{}):
 			// A ref vanished between listing and fetching.
-			return r.remoteErr("fetch", fmt.Errorf("%w: %v", ErrBranchNotFound, err))
+			return r.remoteErr(ctx, "fetch", fmt.Errorf("%w: %v", ErrBranchNotFound, err))
 		default:
-			return r.remoteErr("fetch", err)
+			return r.remoteErr(ctx, "fetch", err)
+		}
+		for name, ref := range overlay(st) {
+			if want[name] {
+				updates[name] = ref
+			}
 		}
 	}
-	if err := r.syncNotesLocked(); err != nil {
+
+	if err := r.mu.Lock(ctx); err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(updates)) {
+		h := plumbing.ZeroHash
+		if ref := updates[name]; ref != nil {
+			h = ref.Hash()
+		}
+		if err := r.setNetRefLocked(name, h, start, nil); err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+	}
+	if err := r.syncNotesLocked(ctx); err != nil {
 		return fmt.Errorf("fetch: notes: %w", err)
 	}
 	return errors.Join(missing...)
 }
 
-// listLocked returns the remote's refs (ls-remote).
-func (r *Repository) listLocked(ctx context.Context) (map[plumbing.ReferenceName]plumbing.Hash, error) {
-	refs, err := r.remote.ListContext(ctx, &git.ListOptions{Auth: r.auth, CABundle: r.caBundle})
+// setNetRefLocked sets the remote-tracking ref name to h (ZeroHash:
+// removes it), a value the remote had during a network operation that
+// began when r.gen was start. If another operation applied a value to name
+// since, that value is kept: it is as new as h or newer. With old given,
+// h still replaces it while the ref is at old (a push from old to h).
+func (r *Repository) setNetRefLocked(name plumbing.ReferenceName, h plumbing.Hash, start uint64, old *plumbing.Hash) error {
+	if r.refGen[name] > start {
+		cur, err := r.refHash(name)
+		if err != nil {
+			return err
+		}
+		if old == nil || cur != *old {
+			return nil
+		}
+	}
+	if err := r.setRef(name, h); err != nil {
+		return err
+	}
+	r.refGen[name] = r.gen.Add(1)
+	return nil
+}
+
+// list returns the remote's refs (ls-remote).
+func (r *Repository) list(ctx context.Context) (map[plumbing.ReferenceName]plumbing.Hash, error) {
+	refs, err := git.NewRemote(r.netStore(ctx), r.remote).ListContext(ctx, &git.ListOptions{Auth: r.auth, CABundle: r.caBundle})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return map[plumbing.ReferenceName]plumbing.Hash{}, nil
 	}
 	if err != nil {
-		return nil, r.remoteErr("list", err)
+		return nil, r.remoteErr(ctx, "list", err)
 	}
 	out := make(map[plumbing.ReferenceName]plumbing.Hash, len(refs))
 	for _, ref := range refs {
@@ -272,8 +339,10 @@ func (r *Repository) listLocked(ctx context.Context) (map[plumbing.ReferenceName
 }
 
 // Tip returns the remote-tracking tip of branch as of the last Fetch or Push.
-func (r *Repository) Tip(branch string) (plumbing.Hash, error) {
-	r.mu.Lock()
+func (r *Repository) Tip(ctx context.Context, branch string) (plumbing.Hash, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return plumbing.ZeroHash, err
+	}
 	defer r.mu.Unlock()
 	return r.tipLocked(branch)
 }
@@ -317,7 +386,7 @@ func (r *Repository) setRef(name plumbing.ReferenceName, h plumbing.Hash) error 
 
 // remoteErr turns a go-git error from talking to the remote into a
 // *RemoteError: classified, and scrubbed of credentials.
-func (r *Repository) remoteErr(op string, err error) error {
+func (r *Repository) remoteErr(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -342,6 +411,11 @@ func (r *Repository) remoteErr(op string, err error) error {
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		kinds = append(kinds, context.DeadlineExceeded)
+	}
+	// go-git does not always wrap the context's error: a request cut short
+	// by it is the context's doing whatever it says.
+	if cerr := ctx.Err(); cerr != nil && !slices.Contains(kinds, cerr) {
+		kinds = append(kinds, cerr)
 	}
 	return &RemoteError{Op: op, URL: r.url, msg: strings.TrimSpace(r.scrub.scrub(text)), kinds: kinds}
 }

@@ -3,6 +3,7 @@ package gitrepo
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -82,11 +83,14 @@ func (e *RevertLimitError) Is(target error) bool { return target == ErrConflict 
 // A file both sides changed is merged line by line only within
 // Options.Revert's limits (RevertOptions): the diff's work grows with the
 // square of the lines, under the repository's lock. Past them the path is
-// a conflict too, a *RevertLimitError naming it and the limit.
-func (r *Repository) Revert(commit, onto plumbing.Hash) (plumbing.Hash, error) {
-	r.mu.Lock()
+// a conflict too, a *RevertLimitError naming it and the limit. Once ctx is
+// done it stops between paths and returns ctx's error.
+func (r *Repository) Revert(ctx context.Context, commit, onto plumbing.Hash) (plumbing.Hash, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return plumbing.ZeroHash, err
+	}
 	defer r.mu.Unlock()
-	tree, err := r.revertLocked(commit, onto)
+	tree, err := r.revertLocked(ctx, commit, onto)
 	if err != nil {
 		var ce *ConflictError
 		var le *RevertLimitError
@@ -98,7 +102,7 @@ func (r *Repository) Revert(commit, onto plumbing.Hash) (plumbing.Hash, error) {
 	return tree, nil
 }
 
-func (r *Repository) revertLocked(commit, onto plumbing.Hash) (plumbing.Hash, error) {
+func (r *Repository) revertLocked(ctx context.Context, commit, onto plumbing.Hash) (plumbing.Hash, error) {
 	c, err := object.GetCommit(r.st, commit)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("commit: %w", err)
@@ -121,7 +125,7 @@ func (r *Repository) revertLocked(commit, onto plumbing.Hash) (plumbing.Hash, er
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("tree %s: %w", short(onto), err)
 	}
-	changes, err := r.diffTrees(base, theirs, nil)
+	changes, err := r.diffTrees(ctx, base, theirs, nil)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
@@ -129,6 +133,9 @@ func (r *Repository) revertLocked(commit, onto plumbing.Hash) (plumbing.Hash, er
 	var updates []update
 	var conflicts []string
 	for _, ch := range changes {
+		if err := ctx.Err(); err != nil {
+			return plumbing.ZeroHash, err
+		}
 		p := path.Join(append(slices.Clone(ch.dir), ch.name)...)
 		o, err := findEntries(r.st, ours, ch.dir, ch.name)
 		if errors.Is(err, object.ErrMalformedTree) {
@@ -198,7 +205,7 @@ type change struct {
 // is not safe to walk (".git", "x/y", "..", ...) is never descended into
 // but changed as a whole, and duplicate names are compared as lists, so a
 // revert can take such entries out again.
-func (r *Repository) diffTrees(a, b *object.Tree, dir []string) ([]change, error) {
+func (r *Repository) diffTrees(ctx context.Context, a, b *object.Tree, dir []string) ([]change, error) {
 	ga, gb := groupEntries(a), groupEntries(b)
 	names := map[string]struct{}{}
 	for n := range ga {
@@ -209,6 +216,9 @@ func (r *Repository) diffTrees(a, b *object.Tree, dir []string) ([]change, error
 	}
 	var out []change
 	for _, name := range sortedKeys(names) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		ea, eb := ga[name], gb[name]
 		if sameEntries(ea, eb) {
 			continue
@@ -234,7 +244,7 @@ func (r *Repository) diffTrees(a, b *object.Tree, dir []string) ([]change, error
 		if len(fa) > 0 || len(fb) > 0 {
 			out = append(out, change{dir: dir, name: name, from: fa, to: fb})
 		}
-		cs, err := r.diffTrees(ta, tb, sub)
+		cs, err := r.diffTrees(ctx, ta, tb, sub)
 		if err != nil {
 			return nil, err
 		}
@@ -580,8 +590,10 @@ func writeTree(s storer.EncodedObjectStorer, entries map[string]object.TreeEntry
 // CommitTree writes a commit of tree with the given parent (ZeroHash for a
 // root commit) and message, authored and committed by Options.Author now.
 // It only writes the local store; Push publishes it.
-func (r *Repository) CommitTree(tree, parent plumbing.Hash, message string) (plumbing.Hash, error) {
-	r.mu.Lock()
+func (r *Repository) CommitTree(ctx context.Context, tree, parent plumbing.Hash, message string) (plumbing.Hash, error) {
+	if err := r.mu.Lock(ctx); err != nil {
+		return plumbing.ZeroHash, err
+	}
 	defer r.mu.Unlock()
 	return r.commitTreeLocked(tree, parent, message, time.Now())
 }

@@ -79,7 +79,7 @@ func TestRevertLimits(t *testing.T) {
 			}
 			onto := mkTree(t, r, files{p: lines(tt.n, later)})
 
-			tree, err := r.Revert(c, onto)
+			tree, err := r.Revert(t.Context(), c, onto)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("Revert() error = %v", err)

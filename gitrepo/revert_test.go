@@ -289,12 +289,12 @@ func TestRevert(t *testing.T) {
 			}
 			c := mkCommit(t, r, parent, "the commit", tc.commit)
 			onto := mkCommit(t, r, c, "later", tc.onto)
-			ontoCommit, err := r.Commit(onto)
+			ontoCommit, err := r.Commit(t.Context(), onto)
 			if err != nil {
 				t.Fatal(err)
 			}
 
-			tree, err := r.Revert(c, ontoCommit.Tree)
+			tree, err := r.Revert(t.Context(), c, ontoCommit.Tree)
 			if tc.conflict != nil {
 				var ce *ConflictError
 				if !errors.As(err, &ce) || !errors.Is(err, ErrConflict) {
@@ -342,15 +342,15 @@ func TestRevertMatchesGit(t *testing.T) {
 			if err := r.Fetch(t.Context(), "main"); err != nil {
 				t.Fatal(err)
 			}
-			tip, err := r.Tip("main")
+			tip, err := r.Tip(t.Context(), "main")
 			if err != nil {
 				t.Fatal(err)
 			}
-			onto, err := r.Commit(tip)
+			onto, err := r.Commit(t.Context(), tip)
 			if err != nil {
 				t.Fatal(err)
 			}
-			tree, err := r.Revert(plumbing.NewHash(c), onto.Tree)
+			tree, err := r.Revert(t.Context(), plumbing.NewHash(c), onto.Tree)
 			conflict := errors.Is(err, ErrConflict)
 			if err != nil && !conflict {
 				t.Fatal(err)
@@ -413,10 +413,10 @@ func TestMerge3(t *testing.T) {
 func TestRevertUnknownObjects(t *testing.T) {
 	r := memRepo(t)
 	c := mkCommit(t, r, plumbing.ZeroHash, "c", files{"a": "a\n"})
-	if _, err := r.Revert(plumbing.NewHash(strings.Repeat("ab", 20)), plumbing.ZeroHash); err == nil || errors.Is(err, ErrConflict) {
+	if _, err := r.Revert(t.Context(), plumbing.NewHash(strings.Repeat("ab", 20)), plumbing.ZeroHash); err == nil || errors.Is(err, ErrConflict) {
 		t.Errorf("Revert(unknown commit) error = %v, want a plain error", err)
 	}
-	if _, err := r.Revert(c, plumbing.NewHash(strings.Repeat("cd", 20))); err == nil || errors.Is(err, ErrConflict) {
+	if _, err := r.Revert(t.Context(), c, plumbing.NewHash(strings.Repeat("cd", 20))); err == nil || errors.Is(err, ErrConflict) {
 		t.Errorf("Revert(onto unknown tree) error = %v, want a plain error", err)
 	}
 }
@@ -424,15 +424,15 @@ func TestRevertUnknownObjects(t *testing.T) {
 func TestCommitTree(t *testing.T) {
 	r := memRepo(t)
 	tree := mkTree(t, r, files{"a": "a\n"})
-	root, err := r.CommitTree(tree, plumbing.ZeroHash, "root\n")
+	root, err := r.CommitTree(t.Context(), tree, plumbing.ZeroHash, "root\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := r.CommitTree(tree, root, "child\n\nbody\n")
+	child, err := r.CommitTree(t.Context(), tree, root, "child\n\nbody\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.Commit(child)
+	got, err := r.Commit(t.Context(), child)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func TestCommitTree(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "When" }, cmp.Ignore())); diff != "" {
 		t.Errorf("Commit() (-want +got):\n%s", diff)
 	}
-	if _, err := r.CommitTree(plumbing.NewHash(strings.Repeat("ab", 20)), root, "x"); err == nil {
+	if _, err := r.CommitTree(t.Context(), plumbing.NewHash(strings.Repeat("ab", 20)), root, "x"); err == nil {
 		t.Error("CommitTree(unknown tree) succeeded")
 	}
 }

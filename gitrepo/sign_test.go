@@ -158,13 +158,13 @@ func TestReadRecord(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := memRepo(t)
 			if tt.note != "" {
-				r.mu.Lock()
+				r.mu.Lock(t.Context())
 				if err := r.writeNoteLocked(c, []byte(tt.note)); err != nil {
 					t.Fatal(err)
 				}
 				r.mu.Unlock()
 			}
-			rec, state, err := r.ReadRecord(c, "staging", key)
+			rec, state, err := r.ReadRecord(t.Context(), c, "staging", key)
 			if err != nil || state != tt.want {
 				t.Fatalf("ReadRecord() = %v, %v; want %v", state, err, tt.want)
 			}
@@ -175,13 +175,13 @@ func TestReadRecord(t *testing.T) {
 				t.Errorf("ReadRecord() returned %+v for an unverified record", rec)
 			}
 			// Writing our record keeps other gates' blocks as they were.
-			if err := r.SetRecord(c, good); err != nil {
+			if err := r.SetRecord(t.Context(), c, good); err != nil {
 				t.Fatal(err)
 			}
-			if _, state, _ := r.ReadRecord(c, "staging", key); state != RecordVerified {
+			if _, state, _ := r.ReadRecord(t.Context(), c, "staging", key); state != RecordVerified {
 				t.Errorf("after SetRecord: %v, want verified", state)
 			}
-			r.mu.Lock()
+			r.mu.Lock(t.Context())
 			b, _, _ := r.readNoteBlobLocked(c)
 			r.mu.Unlock()
 			if strings.Contains(tt.note, theirs) && !strings.Contains(string(b), theirs) {

@@ -42,7 +42,7 @@ func TestSSHFetchPushAndNotes(t *testing.T) {
 	if err := r.Fetch(t.Context(), "main"); err != nil {
 		t.Fatalf("Fetch over SSH: %v", err)
 	}
-	tip, err := r.Tip("main")
+	tip, err := r.Tip(t.Context(), "main")
 	if err != nil {
 		t.Fatal(err)
 	}

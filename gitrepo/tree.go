@@ -2,6 +2,7 @@ package gitrepo
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -70,11 +71,15 @@ func DefaultTreeOptions() TreeOptions { return TreeOptions{MaxBlobSize: 1 << 20}
 // *TreeError naming the entry; so does a blob over its limit. Trees no
 // lookup passes through are not read. The view reads objects from the
 // repository lazily; it is safe for concurrent use.
-func (r *Repository) TreeFS(tree plumbing.Hash, opts TreeOptions) (fs.FS, error) {
+//
+// ctx bounds the view, not only the call: once it is done, every read
+// through the view fails with an error wrapping ctx's, so a render of a
+// cancelled candidate stops at its next file.
+func (r *Repository) TreeFS(ctx context.Context, tree plumbing.Hash, opts TreeOptions) (fs.FS, error) {
 	if opts.MaxBlobSize <= 0 {
 		opts.MaxBlobSize = DefaultTreeOptions().MaxBlobSize
 	}
-	f := &treeFS{r: r, root: tree, opts: opts, dirs: map[plumbing.Hash]*dirIndex{}}
+	f := &treeFS{ctx: ctx, r: r, root: tree, opts: opts, dirs: map[plumbing.Hash]*dirIndex{}}
 	if _, err := f.dir(tree, "."); err != nil {
 		return nil, fmt.Errorf("tree %s: %w", short(tree), err)
 	}
@@ -82,6 +87,7 @@ func (r *Repository) TreeFS(tree plumbing.Hash, opts TreeOptions) (fs.FS, error)
 }
 
 type treeFS struct {
+	ctx  context.Context
 	r    *Repository
 	root plumbing.Hash
 	opts TreeOptions
@@ -139,7 +145,9 @@ func (f *treeFS) dir(h plumbing.Hash, p string) (*dirIndex, error) {
 // getTree reads a tree object under the repository lock. One that is
 // stored but does not parse is the commit's fault.
 func (f *treeFS) getTree(h plumbing.Hash, p string) (*object.Tree, error) {
-	f.r.mu.Lock()
+	if err := f.r.mu.Lock(f.ctx); err != nil {
+		return nil, err
+	}
 	defer f.r.mu.Unlock()
 	obj, err := f.r.st.EncodedObject(plumbing.TreeObject, h)
 	if err != nil {
@@ -156,7 +164,9 @@ func (f *treeFS) getTree(h plumbing.Hash, p string) (*object.Tree, error) {
 // limit bytes from its header, before reading it. p and what name it in
 // the error.
 func (f *treeFS) readBlob(h plumbing.Hash, limit int64, p, what string) ([]byte, error) {
-	f.r.mu.Lock()
+	if err := f.r.mu.Lock(f.ctx); err != nil {
+		return nil, err
+	}
 	defer f.r.mu.Unlock()
 	size, err := f.r.st.EncodedObjectSize(h)
 	if err != nil {
@@ -184,7 +194,9 @@ func (f *treeFS) readLink(n node, p string) ([]byte, error) {
 
 // blobSize reads a blob's size without its content.
 func (f *treeFS) blobSize(h plumbing.Hash) (int64, error) {
-	f.r.mu.Lock()
+	if err := f.r.mu.Lock(f.ctx); err != nil {
+		return 0, err
+	}
 	defer f.r.mu.Unlock()
 	return f.r.st.EncodedObjectSize(h)
 }

@@ -39,7 +39,7 @@ func BenchmarkTreeFSWideDirectory(b *testing.B) {
 
 func benchTreeFS(b *testing.B, r *Repository, tree plumbing.Hash) fs.FS {
 	b.Helper()
-	fsys, err := r.TreeFS(tree, TreeOptions{})
+	fsys, err := r.TreeFS(b.Context(), tree, TreeOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

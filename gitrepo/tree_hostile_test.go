@@ -32,7 +32,7 @@ func rawTreeBytes(entries []rawEntry) []byte {
 // `git hash-object -t tree --literally` would.
 func writeRawTree(t testing.TB, r *Repository, entries []rawEntry) plumbing.Hash {
 	t.Helper()
-	r.mu.Lock()
+	r.mu.Lock(t.Context())
 	defer r.mu.Unlock()
 	data := rawTreeBytes(entries)
 	obj := r.st.NewEncodedObject()
@@ -88,7 +88,7 @@ func TestTreeFSRefusesWhatGitFsckRefuses(t *testing.T) {
 	r := memRepo(t)
 	good := files{"env/good.yaml": "a: 1\n", "other/x.yaml": "x: 1\n"}
 	base := mkTree(t, r, good)
-	r.mu.Lock()
+	r.mu.Lock(t.Context())
 	blob, _ := writeBlob(r.st, []byte("a: 1\n"))
 	r.mu.Unlock()
 	sub := mkTree(t, r, files{"c.yaml": "a: 1\n"})
@@ -105,7 +105,7 @@ func TestTreeFSRefusesWhatGitFsckRefuses(t *testing.T) {
 	for _, tc := range hostileTrees(blob, sub) {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := writeRawTree(t, r, tc.entries)
-			r.mu.Lock()
+			r.mu.Lock(t.Context())
 			root, _, err := r.updateTree(base, map[string]*object.TreeEntry{"env/bad": {Mode: filemode.Dir, Hash: raw}})
 			r.mu.Unlock()
 			if err != nil {
@@ -123,7 +123,7 @@ func TestTreeFSRefusesWhatGitFsckRefuses(t *testing.T) {
 				t.Errorf("git fsck --strict does not refuse the tree: %v", err)
 			}
 
-			fsys, err := r.TreeFS(root, TreeOptions{})
+			fsys, err := r.TreeFS(t.Context(), root, TreeOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +143,7 @@ func TestTreeFSRefusesWhatGitFsckRefuses(t *testing.T) {
 			}
 
 			// At the root, TreeFS itself refuses it.
-			if _, err := r.TreeFS(raw, TreeOptions{}); !errors.As(err, new(*TreeError)) {
+			if _, err := r.TreeFS(t.Context(), raw, TreeOptions{}); !errors.As(err, new(*TreeError)) {
 				t.Errorf("TreeFS(the bad tree) error = %v, want a *TreeError", err)
 			}
 		})
@@ -162,7 +162,7 @@ func TestTreeFSBlobLimits(t *testing.T) {
 		"env/link.yaml":  symlinkPrefix + "big.yaml",
 		"env/long":       symlinkPrefix + strings.Repeat("x/", 2500) + "small.yaml",
 	})
-	fsys, err := r.TreeFS(tree, TreeOptions{MaxBlobSize: 4096})
+	fsys, err := r.TreeFS(t.Context(), tree, TreeOptions{MaxBlobSize: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestTreeFSBlobLimits(t *testing.T) {
 // which made the revert an error retried forever.
 func TestRevertTakesHostileTreesOut(t *testing.T) {
 	r := memRepo(t)
-	r.mu.Lock()
+	r.mu.Lock(t.Context())
 	blob, _ := writeBlob(r.st, []byte("a: 1\n"))
 	r.mu.Unlock()
 	sub := mkTree(t, r, files{"c.yaml": "a: 1\n"})
@@ -214,24 +214,24 @@ func TestRevertTakesHostileTreesOut(t *testing.T) {
 
 	for _, tc := range hostileTrees(blob, sub) {
 		t.Run(tc.name, func(t *testing.T) {
-			pc, err := r.Commit(parent)
+			pc, err := r.Commit(t.Context(), parent)
 			if err != nil {
 				t.Fatal(err)
 			}
 			raw := writeRawTree(t, r, tc.entries)
-			r.mu.Lock()
+			r.mu.Lock(t.Context())
 			bad, _, err := r.updateTree(pc.Tree, map[string]*object.TreeEntry{"env/bad": {Mode: filemode.Dir, Hash: raw}})
 			r.mu.Unlock()
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := r.CommitTree(bad, parent, "hostile")
+			c, err := r.CommitTree(t.Context(), bad, parent, "hostile")
 			if err != nil {
 				t.Fatal(err)
 			}
 			later := mkTreeOn(t, r, bad, files{"env/good.yaml": "a: 2\n"})
 
-			tree, err := r.Revert(c, later)
+			tree, err := r.Revert(t.Context(), c, later)
 			if err != nil {
 				t.Fatalf("Revert() error = %v", err)
 			}
@@ -246,7 +246,7 @@ func TestRevertTakesHostileTreesOut(t *testing.T) {
 // mkTreeOn writes tree with the files in fs set.
 func mkTreeOn(t *testing.T, r *Repository, tree plumbing.Hash, fs files) plumbing.Hash {
 	t.Helper()
-	r.mu.Lock()
+	r.mu.Lock(t.Context())
 	defer r.mu.Unlock()
 	updates := map[string]*object.TreeEntry{}
 	for p, content := range fs {

@@ -32,7 +32,7 @@ func fixtureFS(t *testing.T) (*Repository, fs.FS) {
 	t.Helper()
 	r := memRepo(t)
 	tree := mkTree(t, r, treeFixture)
-	fsys, err := r.TreeFS(tree, TreeOptions{})
+	fsys, err := r.TreeFS(t.Context(), tree, TreeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestTreeFSRefusesSymlinksLeavingTheTree(t *testing.T) {
 		"loop/b":          symlinkPrefix + "a",
 		"dir/inside.yaml": "in\n",
 	})
-	fsys, err := r.TreeFS(tree, TreeOptions{})
+	fsys, err := r.TreeFS(t.Context(), tree, TreeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestTreeFSErrors(t *testing.T) {
 
 func TestTreeFSSubmoduleIsAnEmptyDirectory(t *testing.T) {
 	r := memRepo(t)
-	r.mu.Lock()
+	r.mu.Lock(t.Context())
 	blob, _ := writeBlob(r.st, []byte("a\n"))
 	tree, _, err := r.updateTree(plumbing.ZeroHash, map[string]*object.TreeEntry{
 		"a":      {Mode: filemode.Regular, Hash: blob},
@@ -188,7 +188,7 @@ func TestTreeFSSubmoduleIsAnEmptyDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsys, err := r.TreeFS(tree, TreeOptions{})
+	fsys, err := r.TreeFS(t.Context(), tree, TreeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestTreeFSSubmoduleIsAnEmptyDirectory(t *testing.T) {
 
 func TestTreeFSUnknownTree(t *testing.T) {
 	r := memRepo(t)
-	if _, err := r.TreeFS(plumbing.NewHash(strings.Repeat("ab", 20)), TreeOptions{}); err == nil {
+	if _, err := r.TreeFS(t.Context(), plumbing.NewHash(strings.Repeat("ab", 20)), TreeOptions{}); err == nil {
 		t.Error("TreeFS(unknown) succeeded")
 	}
 }

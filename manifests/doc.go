@@ -7,6 +7,10 @@
 // or KRM function plugins) and never reads a file outside the tree it is
 // given, not even through a symlink.
 //
+// RenderWithReads also returns the ReadSet of the render: every tree path
+// the loader looked at, found or absent, so that a tree that differs only
+// elsewhere is known to render the same without rendering it.
+//
 // Overlay moves the rendered objects into a test namespace and labels them as
 // Sluice's; it never changes the input objects. Digest names a rendering by
 // its content, so two candidates that render the same objects are known to be

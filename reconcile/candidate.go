@@ -22,8 +22,8 @@ import (
 // Anything else the note holds for the gate (unsigned, signed wrongly or
 // for another commit, or not parsing) is ignored as if absent, and said
 // once per commit rather than at every pass.
-func (r *Runner) readRecord(gate string, c plumbing.Hash) (gitrepo.Record, bool, error) {
-	rec, state, err := r.Repo.ReadRecord(c, gate, r.Key)
+func (r *Runner) readRecord(ctx context.Context, gate string, c plumbing.Hash) (gitrepo.Record, bool, error) {
+	rec, state, err := r.Repo.ReadRecord(ctx, c, gate, r.Key)
 	if err != nil {
 		return gitrepo.Record{}, false, fmt.Errorf("read note of %s: %w", short(c), err)
 	}
@@ -49,7 +49,7 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 	if err != nil {
 		return fmt.Errorf("sign note of %s: %w", short(c.Hash), err)
 	}
-	if err := r.Repo.SetRecord(c.Hash, signed); err != nil {
+	if err := r.Repo.SetRecord(ctx, c.Hash, signed); err != nil {
 		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
 	}
 	// PushNotes's errors say "push notes" themselves.
@@ -68,7 +68,7 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 // verdict of a later attempt; an error record is never final. Failing to
 // write it (Git may be what is down) is only logged.
 func (r *Runner) recordError(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) {
-	old, ok, err := r.readRecord(rec.Gate, c.Hash)
+	old, ok, err := r.readRecord(ctx, rec.Gate, c.Hash)
 	if err == nil {
 		if ok && old.Verdict == string(Error) && old.Reason == rec.Reason {
 			return
@@ -139,7 +139,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		return rec, nil
 	}
 
-	tree, err := r.candidate(cr)
+	tree, err := r.candidate(ctx, cr)
 	if err != nil {
 		if testenv.IsFault(err) {
 			return finish(Failed, err.Error())
@@ -223,7 +223,7 @@ func (r *Runner) control(ctx context.Context, cr *candidateRun, spec testenv.Tes
 	if tree.IsZero() {
 		// No record of the candidate: the commit's own tree, which is
 		// what was promoted.
-		tc, err := r.Repo.Commit(passed)
+		tc, err := r.Repo.Commit(ctx, passed)
 		if err != nil {
 			return fmt.Errorf("%w (no control run: %v)", failure, err)
 		}
@@ -269,12 +269,12 @@ func errText(err error) string {
 
 // candidate is a run's commit's tree with every excluded (pending
 // rejected) commit reverted out, newest first, as `git revert` of each would.
-func (r *Runner) candidate(cr *candidateRun) (plumbing.Hash, error) {
+func (r *Runner) candidate(ctx context.Context, cr *candidateRun) (plumbing.Hash, error) {
 	c := cr.commit
 	tree := c.Tree
 	for i := len(cr.excluded) - 1; i >= 0; i-- {
 		p := cr.excluded[i]
-		next, err := r.Repo.Revert(p.Hash, tree)
+		next, err := r.Repo.Revert(ctx, p.Hash, tree)
 		if err != nil {
 			if errors.Is(err, gitrepo.ErrConflict) {
 				return plumbing.ZeroHash, faultf(StepCandidate, "cannot test this commit without the rejected commit %s (%q): %v", short(p.Hash), p.Subject, err)
@@ -293,7 +293,7 @@ func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([
 		opts = manifests.DefaultRenderOptions()
 	}
 	var te *gitrepo.TreeError
-	fsys, err := r.Repo.TreeFS(tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
+	fsys, err := r.Repo.TreeFS(ctx, tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 	if err != nil {
 		if errors.As(err, &te) {
 			return nil, &testenv.Fault{Step: StepRender, Msg: te.Error()}
@@ -327,7 +327,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 				return gitrepo.Revert{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 			}
 		}
-		tip, err := r.Repo.Tip(r.Source)
+		tip, err := r.Repo.Tip(ctx, r.Source)
 		if err != nil {
 			return gitrepo.Revert{}, err
 		}
@@ -336,18 +336,18 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		// brought it is shared), or by a person. A second revert would be
 		// an empty commit. One pushed after tip was read makes the push
 		// below stale, and the next round finds it here.
-		if rev, ok, err := r.revertAfter(c, tip); err != nil {
+		if rev, ok, err := r.revertAfter(ctx, c, tip); err != nil {
 			return gitrepo.Revert{}, err
 		} else if ok {
 			r.log().Info("commit already reverted", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev.Commit.Hash))
 			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Commit.Hash))})
 			return rev, nil
 		}
-		head, err := r.Repo.Commit(tip)
+		head, err := r.Repo.Commit(ctx, tip)
 		if err != nil {
 			return gitrepo.Revert{}, err
 		}
-		tree, err := r.Repo.Revert(c.Hash, head.Tree)
+		tree, err := r.Repo.Revert(ctx, c.Hash, head.Tree)
 		if err != nil {
 			if errors.Is(err, gitrepo.ErrConflict) {
 				r.emit(Event{Gate: g.Name, Commit: c, Step: "stopped", Detail: "revert conflicts"})
@@ -357,7 +357,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		}
 		// The signature binds the message to this parent and tree: it
 		// proves to a restarted Sluice that this revert is its own.
-		rev, err := r.Repo.CommitTree(tree, tip, r.Key.SignRevert(msg, tip, tree))
+		rev, err := r.Repo.CommitTree(ctx, tree, tip, r.Key.SignRevert(msg, tip, tree))
 		if err != nil {
 			return gitrepo.Revert{}, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 		}
@@ -371,7 +371,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		}
 		r.pushedSource()
 		crashPoint("revert-pushed")
-		revCommit, err := r.Repo.Commit(rev)
+		revCommit, err := r.Repo.Commit(ctx, rev)
 		if err != nil {
 			return gitrepo.Revert{}, err
 		}
@@ -384,12 +384,12 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 
 // revertAfter finds a revert of c among the first-parent commits after c
 // up to tip, by the evidence findReverts believes.
-func (r *Runner) revertAfter(c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Revert, bool, error) {
-	later, err := r.Repo.Log(tip, c.Hash)
+func (r *Runner) revertAfter(ctx context.Context, c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Revert, bool, error) {
+	later, err := r.Repo.Log(ctx, tip, c.Hash)
 	if err != nil {
 		return gitrepo.Revert{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 	}
-	reverts, err := r.findReverts(later)
+	reverts, err := r.findReverts(ctx, later)
 	if err != nil {
 		return gitrepo.Revert{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 	}

@@ -60,14 +60,14 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 		}
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	target, err := repo.Tip(g.Target)
+	target, err := repo.Tip(ctx, g.Target)
 	if err != nil {
 		return nil, err
 	}
 	if err := r.checkTarget(g, target); err != nil {
 		return nil, err
 	}
-	queue, err := repo.Queue(r.Source, g.Target)
+	queue, err := repo.Queue(ctx, r.Source, g.Target)
 	if err != nil {
 		if errors.Is(err, gitrepo.ErrNotAncestor) {
 			return nil, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("target branch %s is not an ancestor of %s: Sluice never force-pushes, so a person has to reconcile them", g.Target, r.Source)}
@@ -83,7 +83,7 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 	if len(queue) == 0 {
 		return nil, nil
 	}
-	reverts, err := r.findReverts(queue)
+	reverts, err := r.findReverts(ctx, queue)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 			pc.Reverts, pc.Ours = rev.Rejected.String(), rev.Gate == g.Name
 		}
 		p.st.Queue = append(p.st.Queue, pc)
-		rec, ok, err := r.readRecord(g.Name, c.Hash)
+		rec, ok, err := r.readRecord(ctx, g.Name, c.Hash)
 		if err != nil {
 			return nil, err
 		}
@@ -145,7 +145,7 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 		}
 	}
 	// The target is the last passed candidate until a queued commit passes.
-	if rec, ok, err := r.readRecord(g.Name, target); err != nil {
+	if rec, ok, err := r.readRecord(ctx, g.Name, target); err != nil {
 		return nil, err
 	} else if ok && rec.Verdict == string(Passed) {
 		p.targetRec = rec
@@ -467,10 +467,10 @@ func speculative(g *Gate) bool {
 // really undoes the commit it names. A line quoting `This reverts commit`
 // in a squash merge, or Sluice's trailers written by someone else, make
 // nothing a revert.
-func (r *Runner) findReverts(queue []gitrepo.Commit) ([]gitrepo.Revert, error) {
+func (r *Runner) findReverts(ctx context.Context, queue []gitrepo.Commit) ([]gitrepo.Revert, error) {
 	var out []gitrepo.Revert
 	for _, c := range queue {
-		rev, ok, err := r.Repo.RevertOf(c, r.Key)
+		rev, ok, err := r.Repo.RevertOf(ctx, c, r.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -511,7 +511,7 @@ func (p *pass) fastForward(ctx context.Context, c gitrepo.Commit) error {
 		if ferr := r.Repo.Fetch(ctx, g.Target); ferr != nil {
 			return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), ferr)
 		}
-		tip, terr := r.Repo.Tip(g.Target)
+		tip, terr := r.Repo.Tip(ctx, g.Target)
 		if terr != nil {
 			return terr
 		}

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"strings"
 	"testing"
 )
@@ -17,11 +14,9 @@ func TestRunRefusesABadKubeAPIRateLimit(t *testing.T) {
 		{"--kube-api-burst", "0"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			var out, errb bytes.Buffer
-			err := runCmd(context.Background(), append(args, "--config", "/nonexistent/sluice.yaml"), &out, &errb)
-			var ue usageError
-			if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--kube-api-qps and --kube-api-burst must be greater than zero") {
-				t.Errorf("run %v = %v, want a usage error naming the flags", args, err)
+			code, _, stderr := sluice(t, append(append([]string{"run"}, args...), "--config", "/nonexistent/sluice.yaml")...)
+			if code != 2 || !strings.Contains(stderr, "--kube-api-qps and --kube-api-burst must be greater than zero") {
+				t.Errorf("run %v exited %d, want 2 with a usage error naming the flags", args, code)
 			}
 		})
 	}

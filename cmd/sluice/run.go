@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -26,21 +26,33 @@ import (
 	"github.com/sluice-gitops/sluice/testenv"
 )
 
-func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgFile := fs.String("config", "sluice.yaml", "configuration `file`")
-	once := fs.Bool("once", false, "drain every gate's queue and exit; non-zero on an error")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
-	progress := fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json")
-	qps := fs.Float64("kube-api-qps", testenv.DefaultQPS, "requests per second to the Kubernetes API server")
-	burst := fs.Int("kube-api-burst", testenv.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps")
-	listen := fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+// runFlags are the flags of `sluice run`, as the flag set parsed them.
+type runFlags struct {
+	cfgFile, kubeconfig, progress, logLevel, logFormat, listen *string
+	publicURL                                                  *string
+	once                                                       *bool
+	qps                                                        *float64
+	burst                                                      *int
+}
+
+func defineRunFlags(fs *pflag.FlagSet) *runFlags {
+	return &runFlags{
+		cfgFile:    fs.String("config", "sluice.yaml", "configuration `file`"),
+		once:       fs.Bool("once", false, "drain every gate's queue and exit; non-zero on an error"),
+		kubeconfig: fs.String("kubeconfig", "", "kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, in-cluster)"),
+		progress:   fs.String("progress", "auto", "one line per step on stdout: auto (when stdout is a terminal), always or never"),
+		logLevel:   fs.String("log-level", "info", "debug, info, warn or error"),
+		logFormat:  fs.String("log-format", "text", "text or json"),
+		qps:        fs.Float64("kube-api-qps", testenv.DefaultQPS, "requests per second to the Kubernetes API server"),
+		burst:      fs.Int("kube-api-burst", testenv.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps"),
+		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
+		publicURL:  fs.String("public-url", "", "the `address` people reach --listen at; commit statuses on the forge link there"),
 	}
+}
+
+func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
+	cfgFile, once, kubeconfig, progress, listen := f.cfgFile, f.once, f.kubeconfig, f.progress, f.listen
+	logLevel, logFormat, qps, burst := f.logLevel, f.logFormat, f.qps, f.burst
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return usageError{err}
@@ -116,7 +128,18 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	}
+	stopNotify, err := startNotifier(cfg, runner, log)
+	if err != nil {
+		return err
+	}
+	defer stopNotify()
+	stopForge, err := startForge(ctx, cfg, runner, *f.publicURL, log)
+	if err != nil {
+		return err
+	}
+	defer stopForge()
 	log.Info("sluice starting", "version", version, "config", cfg.File(), "gates", len(cfg.Gates), "once", *once)
+	defer startPreviews(ctx, cfg, repo, restCfg, log, *once)() // preview.go: expiry and branch previews
 	if *once {
 		return runner.RunOnce(ctx)
 	}

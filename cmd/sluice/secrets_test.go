@@ -145,7 +145,7 @@ func sluice(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	code = run(ctx, args, &out, &errb)
-	t.Logf("sluice %s: exit %d\n--- stdout\n%s--- stderr\n%s", args[0], code, out.String(), errb.String())
+	t.Logf("sluice %s: exit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args[:min(len(args), 1)], ""), code, out.String(), errb.String())
 	return code, out.String(), errb.String()
 }
 

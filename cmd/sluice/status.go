@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 
 	"github.com/sluice-gitops/sluice/gitrepo"
@@ -44,16 +44,22 @@ type commitStatus struct {
 	Unverified bool `json:"unverified,omitempty"`
 }
 
-func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgFile := fs.String("config", "sluice.yaml", "configuration `file`")
-	output := fs.String("output", "text", "text or json")
-	colour := fs.String("color", "auto", "auto, always or never")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` to read a generated verdict key from (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+// statusFlags are the flags of `sluice status`, as the flag set parsed them.
+type statusFlags struct {
+	cfgFile, output, colour, kubeconfig *string
+}
+
+func defineStatusFlags(fs *pflag.FlagSet) *statusFlags {
+	return &statusFlags{
+		cfgFile:    fs.String("config", "sluice.yaml", "configuration `file`"),
+		output:     fs.String("output", "text", "text or json"),
+		colour:     fs.String("color", "auto", "auto, always or never"),
+		kubeconfig: fs.String("kubeconfig", "", "kubeconfig `file` to read a generated verdict key from (default: $KUBECONFIG, ~/.kube/config, in-cluster)"),
 	}
+}
+
+func statusCmd(ctx context.Context, f *statusFlags, stdout, stderr io.Writer) error {
+	cfgFile, output, colour, kubeconfig := f.cfgFile, f.output, f.colour, f.kubeconfig
 	if *output != "text" && *output != "json" {
 		return usageError{fmt.Errorf("--output %q: want text or json", *output)}
 	}
@@ -115,12 +121,12 @@ func gateState(ctx context.Context, repo *gitrepo.Repository, key *gitrepo.Verdi
 		st.Error = err.Error()
 		return st
 	}
-	tip, err := repo.Tip(g.TargetBranch)
+	tip, err := repo.Tip(ctx, g.TargetBranch)
 	if err != nil {
 		st.Error = err.Error()
 		return st
 	}
-	queue, err := repo.Queue(source, g.TargetBranch)
+	queue, err := repo.Queue(ctx, source, g.TargetBranch)
 	if err != nil {
 		st.Error = err.Error()
 	}
@@ -129,7 +135,7 @@ func gateState(ctx context.Context, repo *gitrepo.Repository, key *gitrepo.Verdi
 	}
 	h := tip
 	for i := 0; i < historyLen && !h.IsZero(); i++ {
-		c, err := repo.Commit(h)
+		c, err := repo.Commit(ctx, h)
 		if err != nil {
 			break
 		}
@@ -151,7 +157,7 @@ func describeCommit(repo *gitrepo.Repository, key *gitrepo.VerdictKey, gate stri
 	cs := commitStatus{SHA: c.Hash.String(), Subject: c.Subject, Author: c.Author.Name, Verdict: "untested"}
 	var rec gitrepo.Record
 	if key != nil {
-		r, state, err := repo.ReadRecord(c.Hash, gate, key)
+		r, state, err := repo.ReadRecord(context.TODO(), c.Hash, gate, key)
 		switch {
 		case err != nil:
 			cs.Reason = "note unreadable: " + err.Error()
@@ -164,7 +170,7 @@ func describeCommit(repo *gitrepo.Repository, key *gitrepo.VerdictKey, gate stri
 		}
 		rec = r
 	} else {
-		note, _, err := repo.ReadNote(c.Hash)
+		note, _, err := repo.ReadNote(context.TODO(), c.Hash)
 		if err != nil {
 			cs.Reason = "note unreadable: " + err.Error()
 			return cs

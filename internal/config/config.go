@@ -31,6 +31,10 @@ type Config struct {
 	Gates        []Gate     `yaml:"gates"`
 	// Limits bound the work one commit can cause; zero takes the default.
 	Limits Limits `yaml:"limits"`
+	// Notify lists the webhooks told about failed verdicts and stopped gates.
+	Notify []Webhook `yaml:"notify"`
+	// Forge, if set, is told each queued commit's status (forge.go).
+	Forge *Forge `yaml:"forge"`
 
 	file string
 }
@@ -123,6 +127,7 @@ type Gate struct {
 	Strategy string `yaml:"strategy"`
 	// Parallelism bounds the speculative window and the batch size.
 	Parallelism Parallelism `yaml:"parallelism"`
+	Previews    Previews    `yaml:"previews"` // previews.go
 
 	line int
 }
@@ -401,6 +406,12 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.PollInterval.Duration == 0 {
 		return &Error{File: f, Line: top("pollInterval"), Field: "pollInterval", Msg: "must be greater than zero"}
 	}
+	if err := c.validateNotify(); err != nil {
+		return err
+	}
+	if err := c.validateForge(); err != nil {
+		return err
+	}
 	if len(c.Gates) == 0 {
 		return &Error{File: f, Line: top("gates"), Field: "gates", Msg: "at least one gate is required"}
 	}
@@ -517,7 +528,7 @@ func (c *Config) validate(root *yaml.Node) error {
 			return fail("parallelism.min", fmt.Sprintf("%d: want 1 to parallelism.max (%d)", g.Parallelism.Min, g.Parallelism.Max))
 		}
 	}
-	return nil
+	return c.validatePreviews()
 }
 
 func validBranch(b string) bool {

@@ -302,6 +302,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("gates:\n  - &a {name: a}\n  - *a\n")
 	f.Add("repository:\n  url: 1\n  credentials: []\n")
 	f.Add("pollInterval: 1h\n---\nextra: 1\n")
+	f.Add(good + "notify:\n  - url: https://hooks.example/x\n    on: [failed]\n    tokenEnv: T\n")
+	f.Add(withForge("git@host:owner/name.git", "  type: gitea\n  url: http://x\n  tokenEnv: T\n"))
 	f.Fuzz(func(t *testing.T, in string) {
 		c, err := Parse("fuzz.yaml", []byte(in))
 		if err != nil {

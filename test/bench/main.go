@@ -29,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/test/cluster"
 	"github.com/sluice-gitops/sluice/test/gitserver"
 )
@@ -44,6 +45,8 @@ type options struct {
 	sluice      string
 	tools       string
 	keep        bool
+	nodes       int
+	podsPerNode int
 }
 
 func main() {
@@ -59,10 +62,19 @@ func main() {
 	flag.StringVar(&o.sluice, "sluice", "bin/sluice", "the sluice binary")
 	flag.StringVar(&o.tools, "tools", "bin", "directory of kubectl and the control plane's binaries")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (the cluster is stopped anyway)")
+	flag.IntVar(&o.nodes, "nodes", 10, "kwok nodes of the test cluster")
+	flag.IntVar(&o.podsPerNode, "pods-per-node", cluster.DefaultPodsPerNode, "Pod capacity of each kwok node")
 	flag.Parse()
 	o.strategies = strings.Split(strategies, ",")
 	if o.broken > o.commits {
 		fmt.Fprintln(os.Stderr, "bench: -broken must not exceed -commits")
+		os.Exit(2)
+	}
+	// Each service runs one Pod per candidate, and a window of candidates
+	// runs at once; a cancelled candidate's Pods may still be going away.
+	if need := o.services * max(o.parallelism, 1); o.nodes*o.podsPerNode < need {
+		fmt.Fprintf(os.Stderr, "bench: -nodes %d × -pods-per-node %d = %d Pods, fewer than -services %d × -parallelism %d = %d: raise -nodes\n",
+			o.nodes, o.podsPerNode, o.nodes*o.podsPerNode, o.services, o.parallelism, need)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -82,8 +94,31 @@ type result struct {
 	testTime time.Duration // time spent inside them
 	peakRSS  int64         // KiB
 	target   string        // final target tip's subject
+	tree     string        // final target tip's tree
 	culprits []string      // subjects of the reverted commits, sorted
 	reverts  int
+	verdicts map[string]string // by commit subject, from the notes
+	steps    steps
+}
+
+// steps is where Sluice's time went, summed over the passed candidates it
+// tested itself (the verdict notes' durations: a commit judged by another
+// commit's candidate or by an equal rendering counts no time, and a failed
+// one has no duration for the step it failed in), and the Git steps of the
+// progress log.
+type steps struct {
+	candidates int
+	render     time.Duration
+	apply      time.Duration // namespace creation and server-side apply
+	health     time.Duration
+	jobs       time.Duration // the test objects (Jobs) of the desired state
+	commands   time.Duration // the test command: the test itself
+	rest       time.Duration // total minus the steps: tree build, namespace delete
+	total      time.Duration
+	git        time.Duration // fast-forwards and reverts (progress log)
+	// Every candidate of its own, failed and reused ones included.
+	all      int
+	allTotal time.Duration
 }
 
 func run(ctx context.Context, o options) error {
@@ -104,8 +139,8 @@ func run(ctx context.Context, o options) error {
 		fmt.Printf("work directory: %s\n", work)
 	}
 
-	fmt.Printf("» starting the test control plane (%s)\n", o.tools)
-	c, err := cluster.StartDetached(ctx, cluster.Options{Name: "sluice-bench", Nodes: 2, ToolsDir: o.tools}, filepath.Join(work, "cluster"))
+	fmt.Printf("» starting the test control plane (%s): %d nodes of %d Pods\n", o.tools, o.nodes, o.podsPerNode)
+	c, err := cluster.StartDetached(ctx, cluster.Options{Name: "sluice-bench", Nodes: o.nodes, PodsPerNode: o.podsPerNode, ToolsDir: o.tools}, filepath.Join(work, "cluster"))
 	if err != nil {
 		return err
 	}
@@ -328,7 +363,7 @@ gates:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return result{}, err
 	}
-	cmd := exec.CommandContext(ctx, b.o.sluice, "run", "--once", "--config", cfgFile, "--kubeconfig", b.kubeconfig)
+	cmd := exec.CommandContext(ctx, b.o.sluice, "run", "--once", "--config", cfgFile, "--kubeconfig", b.kubeconfig, "--progress", "always")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+b.kubeconfig, "PATH="+b.o.tools+":"+os.Getenv("PATH"))
 	logFile, err := os.Create(filepath.Join(dir, "sluice.log"))
 	if err != nil {
@@ -349,10 +384,22 @@ gates:
 	if err != nil {
 		return r, err
 	}
+	if err := b.git(ctx, clone, "fetch", "-q", "origin", "+refs/notes/*:refs/notes/*"); err != nil {
+		return r, err
+	}
 	if err := b.git(ctx, clone, "fetch", "-q", "origin"); err != nil {
 		return r, err
 	}
 	if r.target, err = b.gitOut(ctx, clone, "log", "-1", "--format=%s", "origin/staging"); err != nil {
+		return r, err
+	}
+	if r.tree, err = b.gitOut(ctx, clone, "rev-parse", "origin/staging^{tree}"); err != nil {
+		return r, err
+	}
+	if r.verdicts, r.steps, err = b.readNotes(ctx, clone); err != nil {
+		return r, err
+	}
+	if r.steps.git, err = progressGitTime(logFile.Name()); err != nil {
 		return r, err
 	}
 	rejected, err := b.gitOut(ctx, clone, "log", "--format=%s", "--grep=^This reverts commit", "origin/main")
@@ -367,6 +414,82 @@ gates:
 	sort.Strings(r.culprits)
 	r.reverts = len(r.culprits)
 	return r, nil
+}
+
+// readNotes reads the verdict of every commit of the source since the
+// initial one, by subject, and sums the step durations of the candidates
+// Sluice tested itself.
+func (b *bench) readNotes(ctx context.Context, clone string) (map[string]string, steps, error) {
+	var st steps
+	revs, err := b.gitOut(ctx, clone, "rev-list", "--first-parent", "origin/main")
+	if err != nil {
+		return nil, st, err
+	}
+	verdicts := map[string]string{}
+	for _, rev := range strings.Fields(revs) {
+		subject, err := b.gitOut(ctx, clone, "log", "-1", "--format=%s", rev)
+		if err != nil {
+			return nil, st, err
+		}
+		if subject == "Initial desired state" {
+			continue
+		}
+		text, err := b.gitOut(ctx, clone, "notes", "--ref=sluice", "show", rev)
+		if err != nil {
+			verdicts[subject] = "none"
+			continue
+		}
+		n, err := gitrepo.DecodeNote([]byte(text))
+		if err != nil {
+			return nil, st, fmt.Errorf("note of %s: %w", rev, err)
+		}
+		rec, ok := n.Get("staging")
+		if !ok {
+			verdicts[subject] = "none"
+			continue
+		}
+		verdicts[subject] = rec.Verdict
+		d := rec.Durations
+		if !rec.Candidate.IsZero() && d["total"] > 0 {
+			st.all++
+			st.allTotal += d["total"]
+		}
+		// A failed candidate stops at its failing step, which then lacks
+		// a duration: only passed candidates split into every step.
+		if rec.Verdict != gitrepo.VerdictPassed || rec.Skipped || rec.Candidate.IsZero() || d["total"] == 0 {
+			continue // judged without a test of its own, or failed
+		}
+		st.candidates++
+		st.render += d["render"]
+		st.apply += d["apply"]
+		st.health += d["health"]
+		st.jobs += d["tests"]
+		st.commands += d["commands"]
+		st.total += d["total"]
+		st.rest += d["total"] - d["render"] - d["apply"] - d["health"] - d["tests"] - d["commands"]
+	}
+	return verdicts, st, nil
+}
+
+// progressGitTime sums the durations of the fast-forward and revert lines
+// of sluice's progress output (see cmd/sluice/progress.go): the Git steps
+// that are no candidate's. Pushing the notes is not timed anywhere.
+func progressGitTime(path string) (time.Duration, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || (f[0] != "fast-forward" && f[0] != "revert") {
+			continue
+		}
+		if d, err := time.ParseDuration(f[len(f)-1]); err == nil {
+			total += d
+		}
+	}
+	return total, nil
 }
 
 func readTestLog(path string) (n int, total time.Duration, err error) {
@@ -460,37 +583,66 @@ func (b *bench) kubectlLoop(ctx context.Context) (result, error) {
 }
 
 func report(w *os.File, o options, rs []result) {
-	fmt.Fprintf(w, "\n%d services (%d objects), %d bumps of which %d broken, a %s test\n",
-		o.services, 2*o.services, o.commits, o.broken, o.testTime)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tmakespan\ttests run\ttime in tests\toverhead/test\tpeak RSS\treverts\tfinal target\t")
+	fmt.Fprintf(w, "\n%d services (%d objects), %d bumps of which %d broken, a %s test, parallelism %d\n",
+		o.services, 2*o.services, o.commits, o.broken, o.testTime, o.parallelism)
 	var serial time.Duration
 	for _, r := range rs {
 		if r.name == "sluice serial" {
 			serial = r.makespan
 		}
 	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\tmakespan\t÷ serial\ttests run\ttime in tests\t(makespan−tests)/test\tSluice/candidate\tpeak RSS\treverts\tfinal target\t")
 	for _, r := range rs {
+		ratio := "-"
+		if serial > 0 && strings.HasPrefix(r.name, "sluice") {
+			ratio = fmt.Sprintf("%.2f×", float64(r.makespan)/float64(serial))
+		}
+		// Tests that overlap make makespan minus their sum meaningless.
 		per := "-"
-		if r.tests > 0 {
+		if r.tests > 0 && (r.name == "sluice serial" || r.name == "kubectl loop") {
 			per = ((r.makespan - r.testTime) / time.Duration(r.tests)).Round(10 * time.Millisecond).String()
+		}
+		own := "-"
+		if n := r.steps.candidates; n > 0 {
+			own = ((r.steps.total - r.steps.commands) / time.Duration(n)).Round(10 * time.Millisecond).String()
 		}
 		rss := "-"
 		if r.peakRSS > 0 {
 			rss = fmt.Sprintf("%d MiB", r.peakRSS/1024)
 		}
-		ratio := ""
-		if serial > 0 && r.name != "sluice serial" && strings.HasPrefix(r.name, "sluice") {
-			ratio = fmt.Sprintf(" (%.2f×)", float64(r.makespan)/float64(serial))
-		}
 		target := r.target
 		if r.name == "kubectl loop" {
 			target = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s%s\t%d\t%s\t%s\t%s\t%d\t%s\t\n", r.name, r.makespan.Round(100*time.Millisecond), ratio,
-			r.tests, r.testTime.Round(100*time.Millisecond), per, rss, r.reverts, target)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.name, r.makespan.Round(100*time.Millisecond), ratio,
+			r.tests, r.testTime.Round(100*time.Millisecond), per, own, rss, r.reverts, target)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "Sluice/candidate: a passed candidate's time in Sluice minus its test command, from the verdict notes.")
+
+	fmt.Fprintln(w, "\nSluice's time per passed candidate it tested, by step (verdict notes; git from the progress log):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\tcandidates\trender\tapply\thealth\ttest Jobs\ttest command\ttree+cleanup\tcandidate total\tgit (ff, revert)\toutside candidates\t")
+	for _, r := range rs {
+		st := r.steps
+		if st.candidates == 0 {
+			continue
+		}
+		n := time.Duration(st.candidates)
+		each := func(d time.Duration) string { return (d / n).Round(time.Millisecond).String() }
+		// Only when candidates run one at a time does the makespan split
+		// into candidates and the rest (start, fetch, queue, notes), which
+		// is spread over every candidate, failed and reused ones too.
+		outside := "-"
+		if r.name == "sluice serial" && st.all > 0 {
+			outside = ((r.makespan - st.allTotal - st.git) / time.Duration(st.all)).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, st.candidates, each(st.render), each(st.apply),
+			each(st.health), each(st.jobs), each(st.commands), each(st.rest), each(st.total), each(st.git), outside)
+	}
+	tw.Flush()
+
 	var first *result
 	for i := range rs {
 		r := &rs[i]
@@ -499,10 +651,50 @@ func report(w *os.File, o options, rs []result) {
 		}
 		if first == nil {
 			first = r
-			fmt.Fprintf(w, "culprits (%s): %s\n", r.name, strings.Join(r.culprits, ", "))
+			fmt.Fprintf(w, "\nculprits (%s): %s\nfinal target (%s): %q, tree %.12s\n", r.name, strings.Join(r.culprits, ", "), r.name, r.target, r.tree)
 			continue
 		}
-		same := strings.Join(r.culprits, "\n") == strings.Join(first.culprits, "\n") && r.target == first.target
-		fmt.Fprintf(w, "%s: same culprits and final target as %s: %v\n", r.name, first.name, same)
+		var diffs []string
+		if strings.Join(r.culprits, "\n") != strings.Join(first.culprits, "\n") {
+			diffs = append(diffs, fmt.Sprintf("culprits %q, %s has %q", r.culprits, first.name, first.culprits))
+		}
+		if r.target != first.target || r.tree != first.tree {
+			diffs = append(diffs, fmt.Sprintf("final target %q (tree %.12s), %s has %q (tree %.12s)", r.target, r.tree, first.name, first.target, first.tree))
+		}
+		for _, subject := range sortedKeys(first.verdicts, r.verdicts) {
+			if a, b := first.verdicts[subject], r.verdicts[subject]; a != b {
+				diffs = append(diffs, fmt.Sprintf("%q %s, %s says %s", subject, orNone(b), first.name, orNone(a)))
+			}
+		}
+		if len(diffs) == 0 {
+			fmt.Fprintf(w, "%s: same culprits, final target and verdicts as %s\n", r.name, first.name)
+			continue
+		}
+		fmt.Fprintf(w, "MISMATCH: %s differs from %s:\n", r.name, first.name)
+		for _, d := range diffs {
+			fmt.Fprintf(w, "  %s\n", d)
+		}
 	}
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
+}
+
+func sortedKeys(ms ...map[string]string) []string {
+	seen := map[string]bool{}
+	var keys []string
+	for _, m := range ms {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	sort.Strings(keys)
+	return keys
 }

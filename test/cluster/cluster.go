@@ -34,14 +34,23 @@ type Options struct {
 	Name string
 	// Nodes is the number of kwok nodes; 2 when zero.
 	Nodes int
+	// PodsPerNode is how many Pods each node takes (its allocatable and
+	// capacity "pods"); kwok's default, 110, when zero. Nodes × PodsPerNode
+	// bounds the Pods of every namespace together: a bench of 100 services
+	// tested 8 candidates at a time needs 800 and more.
+	PodsPerNode int
 	// ToolsDir holds the binaries (see Tools); see ToolsDir for the default.
 	ToolsDir string
 }
 
 // DefaultOptions returns the options Main starts a cluster with.
 func DefaultOptions() Options {
-	return Options{Name: "sluice", Nodes: 2}
+	return Options{Name: "sluice", Nodes: 2, PodsPerNode: DefaultPodsPerNode}
 }
+
+// DefaultPodsPerNode is a node's Pod capacity when Options leave it unset:
+// kwok's default, which is also the kubelet's.
+const DefaultPodsPerNode = 110
 
 // Cluster is a running test control plane.
 type Cluster struct {

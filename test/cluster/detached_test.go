@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -51,6 +52,14 @@ func TestDetachedClusterOutlivesItsStarter(t *testing.T) {
 	if len(nodes.Items) != 1 {
 		t.Errorf("%d nodes, want 1", len(nodes.Items))
 	}
+	// The helper asked for a capacity other than kwok's default.
+	for _, n := range nodes.Items {
+		for name, list := range map[string]corev1.ResourceList{"allocatable": n.Status.Allocatable, "capacity": n.Status.Capacity} {
+			if got := list.Pods().Value(); got != 300 {
+				t.Errorf("node %s: %s pods = %d, want 300", n.Name, name, got)
+			}
+		}
+	}
 	if _, err := cluster.StartDetached(ctx, cluster.Options{Name: "again", Nodes: 1}, workdir); err == nil {
 		t.Error("a second StartDetached in the same directory succeeded")
 	}
@@ -74,7 +83,7 @@ func TestDetachedHelper(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := cluster.StartDetached(ctx, cluster.Options{Name: "detached", Nodes: 1}, workdir); err != nil {
+	if _, err := cluster.StartDetached(ctx, cluster.Options{Name: "detached", Nodes: 1, PodsPerNode: 300}, workdir); err != nil {
 		t.Fatal(err)
 	}
 }

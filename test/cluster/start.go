@@ -80,7 +80,9 @@ func (c *Cluster) create(ctx context.Context, opts Options) error {
 	if err := c.kwokctl(ctx, "create", "cluster", "--runtime=binary", "--kubeconfig=", "--timeout="+timeout); err != nil {
 		return err
 	}
-	if err := c.kwokctl(ctx, "scale", "node", "--replicas="+strconv.Itoa(opts.Nodes)); err != nil {
+	// The parameter is a jq assignment on kwokctl's node template.
+	if err := c.kwokctl(ctx, "scale", "node", "--replicas="+strconv.Itoa(opts.Nodes),
+		"--param", ".allocatable.pods="+strconv.Itoa(opts.PodsPerNode)); err != nil {
 		return err
 	}
 
@@ -293,6 +295,9 @@ func (opts Options) resolve() (Options, string, error) {
 	}
 	if opts.Nodes <= 0 {
 		opts.Nodes = def.Nodes
+	}
+	if opts.PodsPerNode <= 0 {
+		opts.PodsPerNode = def.PodsPerNode
 	}
 	tools, err := ToolsDir(opts.ToolsDir)
 	if err != nil {

@@ -17,14 +17,19 @@ import (
 // what changes its own environment in namespaces of its own, records its
 // own verdicts next to the other's, and moves its own branch; B v4, which
 // only staging's tests catch, is reverted once.
-func TestTwoGatesDrainTogether(t *testing.T) {
+func TestTwoGatesDrainTogether(t *testing.T) { drainTwoGates(t, "", true) }
+
+// drainTwoGates is TestTwoGatesDrainTogether with gateKeys (YAML, such as a
+// strategy) added to both gates; it returns the scenario, a3 and b4. With
+// skips, shared-dev must test a3 and pass b4 without a test.
+func drainTwoGates(t *testing.T, gateKeys string, skips bool) (*scenario, string, string) {
 	dev := "dev-" + randHex(3)
-	s := newScenario(t, scenarioOptions{extraGate: "  - name: " + dev + "\n" +
+	s := newScenario(t, scenarioOptions{extraGate: gateKeys + "  - name: " + dev + "\n" +
 		"    path: environments/shared-dev\n" +
 		"    targetBranch: shared-dev\n" +
 		"    timeouts: {apply: 30s, health: 60s}\n" +
 		"    onFailure: {keepNamespace: 0s}\n" +
-		"    retry: {initialBackoff: 1s, maxBackoff: 4s, onceAttempts: 5}\n"})
+		"    retry: {initialBackoff: 1s, maxBackoff: 4s, onceAttempts: 5}\n" + gateKeys})
 	if err := s.work.Push(t, "HEAD:refs/heads/shared-dev"); err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +66,9 @@ func TestTwoGatesDrainTogether(t *testing.T) {
 			if !ok || rec.Verdict != verdict {
 				t.Errorf("gate %s on %s: %q (found %t), want %s; reason %s", gate, sha[:7], rec.Verdict, ok, verdict, rec.Reason)
 			}
+			if !skips {
+				continue
+			}
 			if gate == dev && sha == a3 && rec.Skipped {
 				t.Errorf("gate %s skipped a3, which changes shared-dev", dev)
 			}
@@ -89,4 +97,5 @@ func TestTwoGatesDrainTogether(t *testing.T) {
 			t.Errorf("namespace %s of gate %s left behind", ns.Name, dev)
 		}
 	}
+	return s, a3, b4
 }
