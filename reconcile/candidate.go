@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,41 +18,12 @@ import (
 	"github.com/sluice-gitops/sluice/testenv"
 )
 
-// verdict returns c's verdict for the gate: the one recorded in its note,
-// if Sluice signed it, the one a revert commit Sluice signed already gave
-// it, or a new test. fresh says the verdict is not in the notes yet: the
-// caller acts on it (fast-forward or revert) and then records it.
-func (r *Runner) verdict(ctx context.Context, q *walk, c gitrepo.Commit) (rec gitrepo.Record, fresh bool, err error) {
-	g := q.gate
-	rec, ok, err := r.readRecord(g.Name, c.Hash)
-	if err != nil {
-		return rec, false, err
-	}
-	if ok && (rec.Verdict == string(Passed) || rec.Verdict == string(Failed)) {
-		return rec, false, nil
-	}
-	if rev, ok := q.reverts[c.Hash]; ok && rev.Gate == g.Name {
-		// Sluice rejected c and pushed the revert, then stopped before the
-		// note said so: take the verdict from the revert (its signature
-		// says Sluice wrote it) instead of testing again.
-		return gitrepo.Record{
-			Gate:         g.Name,
-			Verdict:      string(Failed),
-			Reason:       reasonFromRevert(rev.Commit.Message),
-			RevertCommit: rev.Commit.Hash,
-			Started:      rev.Commit.When.UTC(),
-		}, true, nil
-	}
-	rec, err = r.test(ctx, q, c)
-	return rec, err == nil, err
-}
-
 // readRecord returns gate's record on c if it is one Sluice signed for c.
 // Anything else the note holds for the gate (unsigned, signed wrongly or
 // for another commit, or not parsing) is ignored as if absent, and said
 // once per commit rather than at every pass.
-func (r *Runner) readRecord(gate string, c plumbing.Hash) (gitrepo.Record, bool, error) {
-	rec, state, err := r.Repo.ReadRecord(context.TODO(), c, gate, r.Key)
+func (r *Runner) readRecord(ctx context.Context, gate string, c plumbing.Hash) (gitrepo.Record, bool, error) {
+	rec, state, err := r.Repo.ReadRecord(ctx, c, gate, r.Key)
 	if err != nil {
 		return gitrepo.Record{}, false, fmt.Errorf("read note of %s: %w", short(c), err)
 	}
@@ -95,7 +68,7 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 // verdict of a later attempt; an error record is never final. Failing to
 // write it (Git may be what is down) is only logged.
 func (r *Runner) recordError(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) {
-	old, ok, err := r.readRecord(rec.Gate, c.Hash)
+	old, ok, err := r.readRecord(ctx, rec.Gate, c.Hash)
 	if err == nil {
 		if ok && old.Verdict == string(Error) && old.Reason == rec.Reason {
 			return
@@ -124,36 +97,51 @@ func reasonFromRevert(msg string) string {
 	return strings.TrimSpace(strings.Join(lines, "\n"))
 }
 
-// test builds c's candidate, renders it and, unless an equal candidate was
-// already judged, tests it. A Fault becomes a failed record; any other
-// error is returned for retry.
-func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.Record, error) {
-	g := q.gate
+// candidateRun is one planned run as testRun needs it.
+type candidateRun struct {
+	gate      *Gate
+	commit    gitrepo.Commit
+	excluded  []gitrepo.Commit // pending rejected commits, oldest first
+	key       string           // plan.Run.Key
+	namespace string
+	last      passedCandidate // what a control run applies
+	cache     *digestCache
+	emit      func(Event)
+}
+
+// passedCandidate is the last passed candidate before a run's commit.
+type passedCandidate struct {
+	commit plumbing.Hash
+	tree   plumbing.Hash // zero when not recorded: the commit's own tree
+	digest string
+}
+
+// testRun builds a run's candidate (its commit with the excluded commits
+// reverted out), renders it and, unless an equal rendering was already
+// judged, tests it in the run's namespace. A *testenv.Fault becomes a
+// failed record; any other error is returned for retry, with an error
+// record when it is one to write.
+func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record, error) {
+	g, c := cr.gate, cr.commit
 	started := time.Now()
 	rec := gitrepo.Record{
 		Gate:      g.Name,
 		Started:   started.UTC().Truncate(time.Second),
-		Reverted:  q.pendingHashes(),
 		Durations: map[string]time.Duration{},
 		Attempts:  r.attempt(g.Name, c.Hash, false),
+	}
+	for _, p := range cr.excluded {
+		rec.Reverted = append(rec.Reverted, p.Hash)
 	}
 	finish := func(v Verdict, reason string) (gitrepo.Record, error) {
 		rec.Verdict, rec.Reason = string(v), reason
 		rec.Durations[StepTotal] = time.Since(started).Round(time.Millisecond)
-		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: v, Took: rec.Durations[StepTotal], Detail: firstLines(reason, 6)})
-		log := r.log().With("gate", g.Name, "commit", short(c.Hash), "took", rec.Durations[StepTotal])
-		if v == Passed {
-			log.Info("candidate passed", "skipped", rec.Skipped)
-		} else {
-			log.Warn("candidate failed", "reason", firstLines(reason, 3))
-		}
 		return rec, nil
 	}
 
-	tree, err := r.candidate(q, c)
+	tree, err := r.candidate(ctx, cr)
 	if err != nil {
-		var f *testenv.Fault
-		if errors.As(err, &f) {
+		if testenv.IsFault(err) {
 			return finish(Failed, err.Error())
 		}
 		return rec, err
@@ -165,19 +153,18 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 	rec.Durations[StepRender] = time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		if testenv.IsFault(err) {
-			r.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: "failed"})
+			cr.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: "failed"})
 			return finish(Failed, err.Error())
 		}
 		return rec, err
 	}
 	rec.Digest = manifests.Digest(objs)
-	r.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: fmt.Sprintf("%d objects", len(objs))})
-
-	if rec.Digest == q.lastPassed {
+	cr.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: fmt.Sprintf("%d objects", len(objs))})
+	if rec.Digest == cr.last.digest {
 		rec.Skipped = true
-		return finish(Passed, "renders the same objects as the last passed candidate")
+		return finish(Passed, sameAsLastPassed)
 	}
-	if prev, ok := q.seen[rec.Digest]; ok {
+	if prev, ok := cr.cache.get(rec.Digest); ok {
 		rec.Skipped = true
 		return finish(Verdict(prev.Verdict), prev.Reason)
 	}
@@ -185,7 +172,7 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 	spec := testenv.TestSpec{
 		Gate:          g.Name,
 		Commit:        c.Hash.String(),
-		Namespace:     manifests.TestNamespace(g.Name, c.Hash.String()),
+		Namespace:     cr.namespace,
 		Objects:       objs,
 		ClusterScoped: g.ClusterScoped,
 		ApplyTimeout:  g.ApplyTimeout,
@@ -196,48 +183,46 @@ func (r *Runner) test(ctx context.Context, q *walk, c gitrepo.Commit) (gitrepo.R
 
 		ApplyConcurrency: g.ApplyConcurrency,
 	}
-	durations, err := r.Env.Test(ctx, spec, stepFunc(r.emit, g.Name, c))
+	durations, err := r.Env.Test(ctx, spec, stepFunc(cr.emit, g.Name, c))
 	err = stopForeign(g, err)
 	for k, v := range durations {
 		rec.Durations[k] = v.Round(time.Millisecond)
 	}
 	var unrecognised *testenv.UnrecognisedError
 	if errors.As(err, &unrecognised) {
-		err = r.control(ctx, q, c, spec, unrecognised)
+		err = r.control(ctx, cr, spec, unrecognised)
 	}
-	if err != nil {
-		if testenv.IsFault(err) {
-			return finish(Failed, err.Error())
-		}
-		rec.Attempts = r.attempt(g.Name, c.Hash, true)
-		r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Error, Detail: err.Error()})
-		if !errors.Is(err, ErrGateStopped) && ctx.Err() == nil {
-			// A stopped gate writes nothing (a person must look first),
-			// and a shutdown is nobody's error.
-			rec.Verdict, rec.Reason = string(Error), err.Error()
-			rec.Durations[StepTotal] = time.Since(started).Round(time.Millisecond)
-			r.recordError(ctx, c, rec)
-		}
+	if err == nil {
+		return finish(Passed, "")
+	}
+	if ctx.Err() != nil {
+		// Cancelled (a stale run) or shut down: nobody's error.
 		return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
 	}
-	return finish(Passed, "")
+	if testenv.IsFault(err) {
+		return finish(Failed, err.Error())
+	}
+	rec.Attempts = r.attempt(g.Name, c.Hash, true)
+	if !errors.Is(err, ErrGateStopped) {
+		// A stopped gate writes nothing: a person must look first.
+		rec.Verdict, rec.Reason = string(Error), err.Error()
+		rec.Durations[StepTotal] = time.Since(started).Round(time.Millisecond)
+	}
+	return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
 }
 
 // control decides whose fault an error answer Sluice does not recognise
 // is: it runs the same step with the last passed candidate's objects, in a
 // namespace of their own, on the same cluster. When that passes, the
-// commit's objects are what the cluster refuses: a *testenv.Fault. When it fails
-// too, or cannot be run, the cluster is at fault: an error, retried, never
-// reverted.
-func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec testenv.TestSpec, failure *testenv.UnrecognisedError) error {
-	g := q.gate
-	passed, tree := q.passedCommit, q.passedTree
-	if passed.IsZero() {
-		passed = q.target
-	}
+// commit's objects are what the cluster refuses: a *testenv.Fault. When it
+// fails too, or cannot be run, the cluster is at fault: an error, retried,
+// never reverted.
+func (r *Runner) control(ctx context.Context, cr *candidateRun, spec testenv.TestSpec, failure *testenv.UnrecognisedError) error {
+	g, c := cr.gate, cr.commit
+	passed, tree := cr.last.commit, cr.last.tree
 	if tree.IsZero() {
-		// No record of the candidate: the target's own tree, which is
-		// what was last promoted.
+		// No record of the candidate: the commit's own tree, which is
+		// what was promoted.
 		tc, err := r.Repo.Commit(ctx, passed)
 		if err != nil {
 			return fmt.Errorf("%w (no control run: %v)", failure, err)
@@ -250,7 +235,7 @@ func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec te
 	}
 	ctl := spec
 	ctl.Objects = objs
-	ctl.Namespace = manifests.TestNamespace(g.Name, "ctl-"+c.Hash.String())
+	ctl.Namespace = ControlNamespace(g.Name, c.Hash.String(), cr.key)
 	ctl.Commands = nil
 	ctl.KeepNamespace = 0
 	ctl.Until = failure.Step
@@ -258,7 +243,7 @@ func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec te
 	start := time.Now()
 	_, cerr := r.Env.Test(ctx, ctl, nil)
 	cerr = stopForeign(g, cerr)
-	r.emit(Event{Gate: g.Name, Commit: c, Step: "control", Took: time.Since(start), Detail: fmt.Sprintf("last passed candidate %s: %s", short(passed), errText(cerr))})
+	cr.emit(Event{Gate: g.Name, Commit: c, Step: "control", Took: time.Since(start), Detail: fmt.Sprintf("last passed candidate %s: %s", short(passed), errText(cerr))})
 	if cerr == nil {
 		verb := map[string]string{testenv.StepApply: "applies", testenv.StepHealth: "becomes healthy", testenv.StepTests: "passes its tests"}[failure.Step]
 		if verb == "" {
@@ -268,6 +253,9 @@ func (r *Runner) control(ctx context.Context, q *walk, c gitrepo.Commit, spec te
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if errors.Is(cerr, ErrGateStopped) {
+		return cerr
 	}
 	return fmt.Errorf("%w; the last passed candidate %s fails the same step on this cluster too (%v), so the cluster is at fault", failure, short(passed), cerr)
 }
@@ -279,13 +267,14 @@ func errText(err error) string {
 	return "failed too"
 }
 
-// candidate is c's tree with every pending rejected commit reverted out,
-// newest first, as `git revert` of each would.
-func (r *Runner) candidate(q *walk, c gitrepo.Commit) (plumbing.Hash, error) {
+// candidate is a run's commit's tree with every excluded (pending
+// rejected) commit reverted out, newest first, as `git revert` of each would.
+func (r *Runner) candidate(ctx context.Context, cr *candidateRun) (plumbing.Hash, error) {
+	c := cr.commit
 	tree := c.Tree
-	for i := len(q.pending) - 1; i >= 0; i-- {
-		p := q.pending[i]
-		next, err := r.Repo.Revert(context.TODO(), p.Hash, tree)
+	for i := len(cr.excluded) - 1; i >= 0; i-- {
+		p := cr.excluded[i]
+		next, err := r.Repo.Revert(ctx, p.Hash, tree)
 		if err != nil {
 			if errors.Is(err, gitrepo.ErrConflict) {
 				return plumbing.ZeroHash, faultf(StepCandidate, "cannot test this commit without the rejected commit %s (%q): %v", short(p.Hash), p.Subject, err)
@@ -347,7 +336,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 		// brought it is shared), or by a person. A second revert would be
 		// an empty commit. One pushed after tip was read makes the push
 		// below stale, and the next round finds it here.
-		if rev, ok, err := r.revertAfter(c, tip); err != nil {
+		if rev, ok, err := r.revertAfter(ctx, c, tip); err != nil {
 			return gitrepo.Revert{}, err
 		} else if ok {
 			r.log().Info("commit already reverted", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev.Commit.Hash))
@@ -395,12 +384,12 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 
 // revertAfter finds a revert of c among the first-parent commits after c
 // up to tip, by the evidence findReverts believes.
-func (r *Runner) revertAfter(c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Revert, bool, error) {
-	later, err := r.Repo.Log(context.TODO(), tip, c.Hash)
+func (r *Runner) revertAfter(ctx context.Context, c gitrepo.Commit, tip plumbing.Hash) (gitrepo.Revert, bool, error) {
+	later, err := r.Repo.Log(ctx, tip, c.Hash)
 	if err != nil {
 		return gitrepo.Revert{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 	}
-	reverts, err := r.findReverts(later)
+	reverts, err := r.findReverts(ctx, later)
 	if err != nil {
 		return gitrepo.Revert{}, false, fmt.Errorf("revert %s: %w", short(c.Hash), err)
 	}
@@ -435,4 +424,40 @@ func stopForeign(g *Gate, err error) error {
 		return &StoppedError{Gate: g.Name, Reason: foreign.Error()}
 	}
 	return err
+}
+
+// RunNamespace names the test namespace of one planned run. A candidate
+// with nothing reverted out gets its commit's namespace
+// (manifests.TestNamespace); the others add a short hash of the run's key,
+// since runs of one commit differ in the commits they leave out. It fits
+// 63 bytes.
+func RunNamespace(gate, commit, key string) string {
+	if key == commit {
+		return manifests.TestNamespace(gate, commit)
+	}
+	return namespaceWith(gate, commit, "-"+keyHash(key))
+}
+
+// ControlNamespace names the namespace of the control run of one planned
+// run: the commit's namespace with "-ctl-" and a short hash of the run's
+// key, so that two runs of one commit never share a control namespace. It
+// fits 63 bytes.
+func ControlNamespace(gate, commit, key string) string {
+	return namespaceWith(gate, commit, "-ctl-"+keyHash(key))
+}
+
+func keyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])[:6]
+}
+
+// namespaceWith is the commit's namespace with suffix, the gate's name
+// cut until it fits 63 bytes.
+func namespaceWith(gate, commit, suffix string) string {
+	ns := manifests.TestNamespace(gate, commit)
+	for g := gate; len(ns)+len(suffix) > 63 && g != ""; {
+		g = g[:len(g)-1]
+		ns = manifests.TestNamespace(g, commit)
+	}
+	return ns + suffix
 }

@@ -10,7 +10,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/sluice-gitops/sluice/reconcile/plan"
 	"github.com/sluice-gitops/sluice/testenv"
 )
 
@@ -117,6 +119,9 @@ func TestUnrecognisedErrorIsJudgedByAControlRun(t *testing.T) {
 					continue
 				}
 				controls++
+				if want := ControlNamespace("staging", b4, b4); run.Namespace != want || run.Gate != "staging" {
+					t.Errorf("the control ran in %s of gate %q, want %s of staging (its labels are what Cleanup recognises)", run.Namespace, run.Gate, want)
+				}
 				if run.Until != testenv.StepApply || len(run.Commands) != 0 {
 					t.Errorf("the control ran until %q with %d commands; want only the step that failed (apply)", run.Until, len(run.Commands))
 				}
@@ -132,5 +137,35 @@ func TestUnrecognisedErrorIsJudgedByAControlRun(t *testing.T) {
 				t.Errorf("no control run among %d runs", len(env.runs))
 			}
 		})
+	}
+}
+
+// Each planned run's control has a namespace of its own, named from the
+// run's key: two runs of one commit that leave out different commits
+// (speculative gating), or commits that share a prefix, never share one.
+// It fits 63 bytes, names the commit, is no test run's namespace, and is a
+// valid namespace name.
+func TestControlNamespaceIsPerRunAndFits(t *testing.T) {
+	sha := "0123456789abcdef0123456789abcdef01234567"
+	near := "012ffff789abcdef0123456789abcdef01234567" // the first 3 hex digits of sha
+	long := strings.Repeat("g", 63)
+	for _, gate := range []string{"staging", long} {
+		seen := map[string]string{}
+		for _, commit := range []string{sha, near} {
+			for _, key := range []string{commit, plan.Key(commit, []string{"b"}), plan.Key(commit, []string{"c"})} {
+				ns := ControlNamespace(gate, commit, key)
+				if len(ns) > 63 || !strings.Contains(ns, commit[:7]) || !strings.Contains(ns, "-ctl-") {
+					t.Errorf("ControlNamespace(%q, %q) = %q: want at most 63 bytes naming the commit and -ctl-", gate, key, ns)
+				}
+				if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+					t.Errorf("ControlNamespace(%q, %q) = %q: %v", gate, key, ns, errs)
+				}
+				if other, dup := seen[ns]; dup {
+					t.Errorf("runs %q and %q share control namespace %s", key, other, ns)
+				}
+				seen[ns] = key
+				seen[RunNamespace(gate, commit, key)] = "the test run " + key
+			}
+		}
 	}
 }

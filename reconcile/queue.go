@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/sluice-gitops/sluice/gitrepo"
+	"github.com/sluice-gitops/sluice/reconcile/plan"
 )
 
 // maxPasses bounds one Drain: each pass either finishes the queue or
@@ -19,12 +23,8 @@ const maxPasses = 100
 // revert commits it pushed included. It returns an infrastructure error to
 // be retried, or a *StoppedError that needs a person.
 func (r *Runner) Drain(ctx context.Context, g *Gate) error {
-	pass := r.pass
-	if speculative(g) {
-		pass = r.speculate
-	}
 	for i := 0; i < maxPasses; i++ {
-		again, err := pass(ctx, g)
+		again, err := r.pass(ctx, g)
 		if err != nil || !again {
 			return err
 		}
@@ -32,145 +32,433 @@ func (r *Runner) Drain(ctx context.Context, g *Gate) error {
 	return fmt.Errorf("gate %s: queue not drained after %d passes", g.Name, maxPasses)
 }
 
-// pass is one walk over the queue. It reports whether it pushed to the
-// source branch, so that another pass must follow.
+// pass is one walk over gate g's queue, whatever its strategy: it lists
+// the queue and the verdicts Git holds, then carries out plan.Next step by
+// step. It reports whether another pass must follow: a revert it pushed
+// sits on source commits it has not listed.
 func (r *Runner) pass(ctx context.Context, g *Gate) (again bool, err error) {
+	p, err := r.newPass(ctx, g)
+	if err != nil || p == nil {
+		return false, err
+	}
+	defer p.stopAll()
+	return p.run(ctx)
+}
+
+// newPass fetches and lists gate g's queue, removes leftover namespaces,
+// and builds the planner's state from Git alone: the target, the queue,
+// the revert commits in it and the verdicts of the notes. It returns nil
+// when the queue is empty.
+func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 	repo := r.Repo
 	if r.Key == nil {
-		return false, &StoppedError{Gate: g.Name, Reason: "no verdict key: Sluice cannot sign or verify verdicts"}
+		return nil, &StoppedError{Gate: g.Name, Reason: "no verdict key: Sluice cannot sign or verify verdicts"}
 	}
 	if err := repo.Fetch(ctx, r.Source, g.Target); err != nil {
 		if errors.Is(err, gitrepo.ErrBranchNotFound) {
-			return false, &StoppedError{Gate: g.Name, Reason: err.Error()}
+			return nil, &StoppedError{Gate: g.Name, Reason: err.Error()}
 		}
-		return false, fmt.Errorf("fetch: %w", err)
+		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	target, err := repo.Tip(ctx, g.Target)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if err := r.checkTarget(g, target); err != nil {
-		return false, err
+		return nil, err
 	}
 	queue, err := repo.Queue(ctx, r.Source, g.Target)
 	if err != nil {
 		if errors.Is(err, gitrepo.ErrNotAncestor) {
-			return false, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("target branch %s is not an ancestor of %s: Sluice never force-pushes, so a person has to reconcile them", g.Target, r.Source)}
+			return nil, &StoppedError{Gate: g.Name, Reason: fmt.Sprintf("target branch %s is not an ancestor of %s: Sluice never force-pushes, so a person has to reconcile them", g.Target, r.Source)}
 		}
-		return false, fmt.Errorf("list queue: %w", err)
+		return nil, fmt.Errorf("list queue: %w", err)
 	}
 	// Leftovers of interrupted runs, and failed namespaces kept long enough.
 	if deleted, err := r.Env.Cleanup(ctx, g.Name); err != nil {
-		return false, err
+		return nil, err
 	} else if len(deleted) > 0 {
 		r.log().Info("removed leftover namespaces", "gate", g.Name, "namespaces", deleted)
 	}
 	if len(queue) == 0 {
-		return false, nil
+		return nil, nil
 	}
-
-	reverts, err := r.findReverts(queue)
+	reverts, err := r.findReverts(ctx, queue)
 	if err != nil {
-		return false, err
-	}
-	q := &walk{gate: g, target: target, reverts: map[plumbing.Hash]gitrepo.Revert{}, seen: map[string]gitrepo.Record{}}
-	reverting := map[plumbing.Hash]plumbing.Hash{} // revert commit -> the commit it reverts
-	for _, rev := range reverts {
-		reverting[rev.Commit.Hash] = rev.Rejected
-		if _, dup := q.reverts[rev.Rejected]; !dup {
-			q.reverts[rev.Rejected] = rev
-		}
-	}
-	if rec, ok, err := r.readRecord(g.Name, target); err != nil {
-		return false, err
-	} else if ok && rec.Verdict == string(Passed) {
-		q.lastPassed = rec.Digest
-		q.passedCommit, q.passedTree = target, rec.Candidate
+		return nil, err
 	}
 
+	p := &pass{
+		r:        r,
+		g:        g,
+		live:     !speculative(g),
+		target:   target,
+		commits:  map[string]gitrepo.Commit{},
+		reverts:  map[plumbing.Hash]gitrepo.Revert{},
+		pushed:   map[plumbing.Hash]bool{},
+		notes:    map[string]gitrepo.Record{},
+		passed:   map[string]gitrepo.Record{},
+		running:  map[string]*running{},
+		finished: map[string]result{},
+		results:  make(chan result),
+		cache:    &digestCache{seen: map[string]gitrepo.Record{}},
+	}
+	p.st = plan.State{
+		Options: plan.Options{
+			Strategy: g.Strategy,
+			Min:      g.ParallelismMin,
+			Max:      g.ParallelismMax,
+			Batch:    g.ParallelismMax,
+			Revert:   g.Revert,
+		},
+		Target:   target.String(),
+		Verdicts: map[string]plan.Verdict{},
+	}
+	byRevert := map[plumbing.Hash]gitrepo.Revert{} // revert commit -> what it reverts
+	for _, rev := range reverts {
+		byRevert[rev.Commit.Hash] = rev
+		if _, dup := p.reverts[rev.Rejected]; !dup {
+			p.reverts[rev.Rejected] = rev
+		}
+	}
 	for _, c := range queue {
-		if rejected, ok := reverting[c.Hash]; ok {
-			q.drop(rejected)
+		id := c.Hash.String()
+		p.commits[id] = c
+		pc := plan.Commit{ID: id}
+		if rev, ok := byRevert[c.Hash]; ok {
+			pc.Reverts, pc.Ours = rev.Rejected.String(), rev.Gate == g.Name
 		}
-		rec, fresh, err := r.verdict(ctx, q, c)
+		p.st.Queue = append(p.st.Queue, pc)
+		rec, ok, err := r.readRecord(ctx, g.Name, c.Hash)
 		if err != nil {
-			return again, err
+			return nil, err
 		}
-		if fresh {
+		if ok && (rec.Verdict == string(Passed) || rec.Verdict == string(Failed)) {
+			p.st.Verdicts[id] = plan.Verdict(rec.Verdict)
+			p.notes[id] = rec
+			if rec.Verdict == string(Passed) {
+				p.passed[id] = rec
+			}
+			if rec.Digest != "" {
+				p.cache.seen[rec.Digest] = rec
+			}
+		}
+	}
+	// The target is the last passed candidate until a queued commit passes.
+	if rec, ok, err := r.readRecord(ctx, g.Name, target); err != nil {
+		return nil, err
+	} else if ok && rec.Verdict == string(Passed) {
+		p.targetRec = rec
+		if rec.Digest != "" {
+			rec.Reason = sameAsLastPassed
+			p.cache.seen[rec.Digest] = rec
+		}
+	}
+	return p, nil
+}
+
+// sameAsLastPassed is the reason of a verdict reused from the last passed candidate.
+const sameAsLastPassed = "renders the same objects as the last passed candidate"
+
+// pass is the state of one pass over a gate's queue.
+type pass struct {
+	r *Runner
+	g *Gate
+	// live: the progress events of a run are emitted as they happen (one
+	// run at a time); otherwise they are held back until its verdict is
+	// decided, so that concurrent runs do not interleave.
+	live      bool
+	st        plan.State
+	target    plumbing.Hash                    // the target branch's tip
+	targetRec gitrepo.Record                   // its record, when it passed
+	commits   map[string]gitrepo.Commit        // the queue and the reverts pushed, by id
+	reverts   map[plumbing.Hash]gitrepo.Revert // rejected commit -> its first revert
+	pushed    map[plumbing.Hash]bool           // rejected commits whose revert this pass pushed or took
+	notes     map[string]gitrepo.Record        // passed and failed verdicts of the notes
+	passed    map[string]gitrepo.Record        // passed commits' records: notes and this pass's
+	running   map[string]*running              // by run key
+	finished  map[string]result                // by run key
+	results   chan result
+	// outstanding counts run goroutines that have not sent their result.
+	outstanding int
+	gen         int
+	cache       *digestCache
+}
+
+type running struct {
+	run    plan.Run
+	cancel context.CancelFunc
+	gen    int
+}
+
+// result is a run's outcome. Its progress events are held back (unless
+// the pass is live) until its verdict is decided.
+type result struct {
+	run     plan.Run
+	gen     int
+	rec     gitrepo.Record
+	events  []Event
+	err     error
+	flushed bool
+}
+
+// digestCache maps rendered digests to verdicts, shared by the runs.
+type digestCache struct {
+	mu   sync.Mutex
+	seen map[string]gitrepo.Record
+}
+
+func (c *digestCache) get(digest string) (gitrepo.Record, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec, ok := c.seen[digest]
+	return rec, ok
+}
+
+func (c *digestCache) put(rec gitrepo.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[rec.Digest]; !ok {
+		c.seen[rec.Digest] = rec
+	}
+}
+
+// run executes plan.Next until every queued commit, and every revert it
+// pushes, has a verdict. For each plan: cancel the stale runs; tell the
+// verdicts decided; push the reverts they call for; write the verdicts in
+// queue order (after the reverts, so that a restart finds the note or the
+// revert and never repeats one); fast-forward; start the new runs, each in
+// its own goroutine, context and namespace. An infrastructure error of a
+// run ends the pass with it (the caller backs off and tries again).
+func (p *pass) run(ctx context.Context) (again bool, err error) {
+	r, g := p.r, p.g
+	for {
+		pl := plan.Next(p.st)
+		for _, run := range pl.Cancel {
+			if sr := p.running[run.Key]; sr != nil {
+				sr.cancel()
+				delete(p.running, run.Key)
+				r.log().Info("cancelled a stale candidate", "gate", g.Name, "commit", short(plumbing.NewHash(run.Commit)), "candidate", run.Key)
+			}
+		}
+		recs := make([]gitrepo.Record, len(pl.Verdicts))
+		for i, d := range pl.Verdicts {
+			recs[i] = p.decided(d)
 			crashPoint("verdict")
 		}
-		if rec.Digest != "" {
-			q.seen[rec.Digest] = rec
-		}
-		switch Verdict(rec.Verdict) {
-		case Passed:
-			q.lastPassed = rec.Digest
-			q.passedCommit, q.passedTree = c.Hash, rec.Candidate
-			if fresh {
-				if err := r.record(ctx, c, rec); err != nil {
-					return again, err
+		for _, id := range pl.Revert {
+			c := p.commits[id]
+			reason := p.notes[id].Reason
+			for i, d := range pl.Verdicts {
+				if d.Commit == id {
+					reason = recs[i].Reason
 				}
 			}
-			if len(q.pending) == 0 && q.target != c.Hash {
-				if err := r.fastForward(ctx, q, c); err != nil {
-					return again, err
-				}
+			rev, err := r.pushRevert(ctx, g, c, reason)
+			if err != nil {
+				return again, err
 			}
-		case Failed:
-			q.pending = append(q.pending, c)
-			if rev, done := q.reverts[c.Hash]; done {
-				if rec.RevertCommit.IsZero() && rev.Gate == g.Name {
-					rec.RevertCommit, fresh = rev.Commit.Hash, true
+			p.reverts[c.Hash] = rev
+			p.pushed[c.Hash] = true
+			revID := rev.Commit.Hash.String()
+			if _, listed := p.commits[revID]; !listed {
+				if rev.Commit.Parent.String() != p.st.Queue[len(p.st.Queue)-1].ID {
+					// Someone pushed to the source in between: the revert
+					// sits on commits this pass has not listed. Record what
+					// is decided, then start a new pass over the new queue.
+					again = true
 				}
-			} else if g.Revert {
-				// The revert goes first: if it conflicts the gate stops and
-				// nothing, not even the verdict, has been written.
-				rev, err := r.pushRevert(ctx, g, c, rec.Reason)
-				if err != nil {
-					return again, err
-				}
-				q.reverts[c.Hash] = rev
-				rec.RevertCommit = rev.Commit.Hash
-				again = true
-			}
-			if fresh {
-				if err := r.record(ctx, c, rec); err != nil {
-					return again, err
-				}
+				p.commits[revID] = rev.Commit
+				p.st.Queue = append(p.st.Queue, plan.Commit{ID: revID, Reverts: id, Ours: rev.Gate == g.Name})
 			}
 		}
+		for i, d := range pl.Verdicts {
+			if err := p.record(ctx, d, recs[i]); err != nil {
+				return again, err
+			}
+		}
+		if pl.FastForward != "" && p.target.String() != pl.FastForward {
+			if err := p.fastForward(ctx, p.commits[pl.FastForward]); err != nil {
+				return again, err
+			}
+		}
+		if again {
+			return again, nil
+		}
+		for _, run := range pl.Start {
+			p.start(ctx, run)
+		}
+		p.st.Apply(pl)
+		switch {
+		case pl.Done:
+			return again, nil
+		case len(pl.Revert) > 0:
+			continue
+		case len(p.running) == 0:
+			return again, fmt.Errorf("gate %s: the %s planner waits for no running test", g.Name, g.Strategy)
+		}
+		d := <-p.results
+		p.outstanding--
+		sr := p.running[d.run.Key]
+		if sr == nil || sr.gen != d.gen {
+			continue // a cancelled run; its namespace is gone with it
+		}
+		delete(p.running, d.run.Key)
+		if d.err != nil {
+			r.emit(Event{Gate: g.Name, Commit: p.commits[d.run.Commit], Step: "verdict", Verdict: Error, Detail: d.err.Error()})
+			if d.rec.Verdict == string(Error) {
+				r.recordError(ctx, p.commits[d.run.Commit], d.rec)
+			}
+			return again, d.err
+		}
+		p.finished[d.run.Key] = d
+		if d.rec.Digest != "" && !d.rec.Skipped {
+			p.cache.put(d.rec)
+		}
+		p.st.Observe(plan.Result{Run: d.run, Verdict: plan.Verdict(d.rec.Verdict), Reused: d.rec.Skipped})
 	}
-	return again, nil
 }
 
-// walk is the state of one pass over a gate's queue.
-type walk struct {
-	gate       *Gate
-	target     plumbing.Hash                    // the target branch's tip
-	pending    []gitrepo.Commit                 // rejected, revert not yet in the history walked
-	reverts    map[plumbing.Hash]gitrepo.Revert // rejected commit -> its revert in the source history
-	lastPassed string                           // digest of the last passed candidate
-	// The last passed commit and its candidate tree (zero when not
-	// recorded): what a control run applies.
-	passedCommit, passedTree plumbing.Hash
-	seen                     map[string]gitrepo.Record // digest -> verdict, for reuse
+// stopAll cancels the runs still going and waits for every goroutine, so
+// that each one's Env.Test has removed its namespace.
+func (p *pass) stopAll() {
+	for _, sr := range p.running {
+		sr.cancel()
+	}
+	for ; p.outstanding > 0; p.outstanding-- {
+		<-p.results
+	}
 }
 
-func (q *walk) drop(h plumbing.Hash) {
-	for i, p := range q.pending {
-		if p.Hash == h {
-			q.pending = append(q.pending[:i:i], q.pending[i+1:]...)
-			return
+// start tests a planned run in its own goroutine and context.
+func (p *pass) start(ctx context.Context, run plan.Run) {
+	cr := &candidateRun{
+		gate:      p.g,
+		commit:    p.commits[run.Commit],
+		key:       run.Key,
+		namespace: RunNamespace(p.g.Name, run.Commit, run.Key),
+		last:      p.lastPassed(run.Commit),
+		cache:     p.cache,
+	}
+	for _, id := range run.Excluded {
+		cr.excluded = append(cr.excluded, p.commits[id])
+	}
+	var (
+		mu     sync.Mutex
+		events []Event
+	)
+	cr.emit = p.r.emit
+	if !p.live {
+		cr.emit = func(e Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, e)
 		}
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	p.gen++
+	p.running[run.Key] = &running{run: run, cancel: cancel, gen: p.gen}
+	p.outstanding++
+	gen := p.gen
+	go func() {
+		defer cancel()
+		d := result{run: run, gen: gen, flushed: p.live}
+		d.rec, d.err = p.r.testRun(rctx, cr)
+		mu.Lock()
+		d.events = events
+		mu.Unlock()
+		p.results <- d
+	}()
 }
 
-func (q *walk) pendingHashes() []plumbing.Hash {
-	hs := make([]plumbing.Hash, len(q.pending))
-	for i, p := range q.pending {
-		hs[i] = p.Hash
+// lastPassed is the last passed candidate before commit id in the queue:
+// the newest commit before it with a passed verdict, else the target.
+func (p *pass) lastPassed(id string) passedCandidate {
+	i := slices.IndexFunc(p.st.Queue, func(c plan.Commit) bool { return c.ID == id })
+	for i--; i >= 0; i-- {
+		c := p.st.Queue[i].ID
+		if rec, ok := p.passed[c]; ok && p.st.Verdicts[c] == plan.Passed {
+			return passedCandidate{commit: plumbing.NewHash(c), tree: rec.Candidate, digest: rec.Digest}
+		}
 	}
-	return hs
+	return passedCandidate{commit: p.target, tree: p.targetRec.Candidate, digest: p.targetRec.Digest}
+}
+
+// decided tells a verdict the planner decided (its run's progress events,
+// then the verdict) and returns its record, with how it was judged.
+func (p *pass) decided(d plan.Decision) gitrepo.Record {
+	r, g := p.r, p.g
+	c := p.commits[d.Commit]
+	var rec gitrepo.Record
+	if d.Judgement.How == plan.ByRevert {
+		rev := p.reverts[c.Hash]
+		rec = gitrepo.Record{
+			Gate:         g.Name,
+			Verdict:      string(Failed),
+			Reason:       reasonFromRevert(rev.Commit.Message),
+			RevertCommit: rev.Commit.Hash,
+			Started:      rev.Commit.When.UTC(),
+		}
+	} else {
+		res := p.finished[d.Run]
+		if !res.flushed {
+			for _, e := range res.events {
+				r.emit(e)
+			}
+			res.flushed = true
+			p.finished[d.Run] = res
+		}
+		rec = res.rec
+		rec.Durations = maps.Clone(res.rec.Durations)
+		rec.Verdict = string(d.Verdict)
+		if res.run.Commit != d.Commit {
+			// Judged by the candidate of a newer commit that holds it.
+			rec.Candidate, rec.Digest, rec.Skipped = plumbing.ZeroHash, "", false
+			rec.Reason = fmt.Sprintf("the candidate of %s, which holds this commit, passed", short(plumbing.NewHash(res.run.Commit)))
+		}
+	}
+	if d.Judgement.How != plan.Alone || d.Judgement.Reused && !p.live {
+		rec.Reason = joinReason(rec.Reason, "judged "+d.Judgement.String())
+	}
+	r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Verdict(d.Verdict), Took: rec.Durations[StepTotal], Detail: firstLines(rec.Reason, 6)})
+	log := r.log().With("gate", g.Name, "commit", short(c.Hash), "took", rec.Durations[StepTotal])
+	if d.Verdict == plan.Passed {
+		log.Info("candidate passed", "skipped", rec.Skipped)
+	} else {
+		log.Warn("candidate failed", "reason", firstLines(rec.Reason, 3))
+	}
+	return rec
+}
+
+// record writes a decided verdict, naming the revert of a failed commit
+// that this pass pushed, or took from the source (another gate's), or
+// that Sluice wrote for this gate.
+func (p *pass) record(ctx context.Context, d plan.Decision, rec gitrepo.Record) error {
+	c := p.commits[d.Commit]
+	if d.Verdict == plan.Failed {
+		if rev, ok := p.reverts[c.Hash]; ok && (rev.Gate == p.g.Name || p.pushed[c.Hash]) {
+			rec.RevertCommit = rev.Commit.Hash
+		}
+	}
+	if err := p.r.record(ctx, c, rec); err != nil {
+		return err
+	}
+	if d.Verdict == plan.Passed {
+		p.passed[d.Commit] = rec
+	}
+	return nil
+}
+
+func joinReason(reason, judged string) string {
+	if reason == "" {
+		return judged
+	}
+	return reason + "\n(" + judged + ")"
+}
+
+// speculative reports whether g tests more than one candidate at a time.
+func speculative(g *Gate) bool {
+	return g.Strategy == plan.Speculative || g.Strategy == plan.Batch
 }
 
 // findReverts returns the commits of queue that revert another, oldest
@@ -179,10 +467,10 @@ func (q *walk) pendingHashes() []plumbing.Hash {
 // really undoes the commit it names. A line quoting `This reverts commit`
 // in a squash merge, or Sluice's trailers written by someone else, make
 // nothing a revert.
-func (r *Runner) findReverts(queue []gitrepo.Commit) ([]gitrepo.Revert, error) {
+func (r *Runner) findReverts(ctx context.Context, queue []gitrepo.Commit) ([]gitrepo.Revert, error) {
 	var out []gitrepo.Revert
 	for _, c := range queue {
-		rev, ok, err := r.Repo.RevertOf(context.TODO(), c, r.Key)
+		rev, ok, err := r.Repo.RevertOf(ctx, c, r.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -215,10 +503,10 @@ func (r *Runner) setTarget(g *Gate, tip plumbing.Hash) {
 }
 
 // fastForward moves the target branch to c, naming the old value it expects.
-func (r *Runner) fastForward(ctx context.Context, q *walk, c gitrepo.Commit) error {
-	g := q.gate
+func (p *pass) fastForward(ctx context.Context, c gitrepo.Commit) error {
+	r, g := p.r, p.g
 	start := time.Now()
-	err := r.Repo.Push(ctx, g.Target, q.target, c.Hash)
+	err := r.Repo.Push(ctx, g.Target, p.target, c.Hash)
 	if errors.Is(err, gitrepo.ErrStale) {
 		if ferr := r.Repo.Fetch(ctx, g.Target); ferr != nil {
 			return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), ferr)
@@ -235,7 +523,7 @@ func (r *Runner) fastForward(ctx context.Context, q *walk, c gitrepo.Commit) err
 	if err != nil {
 		return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), err)
 	}
-	q.target = c.Hash
+	p.target, p.targetRec = c.Hash, p.passed[c.Hash.String()]
 	r.setTarget(g, c.Hash)
 	crashPoint("fast-forwarded")
 	r.log().Info("target fast-forwarded", "gate", g.Name, "branch", g.Target, "commit", short(c.Hash))

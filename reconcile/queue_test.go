@@ -465,3 +465,58 @@ func TestQueueRepeatedTestIsNoProgress(t *testing.T) {
 		t.Errorf("the broken commit was tested %d times, want at most one test per attempt (5)", n)
 	}
 }
+
+// liveEnv is fakeEnv whose test, after its apply step, waits (up to a
+// bound) until the runner has emitted that step's progress event.
+type liveEnv struct {
+	*fakeEnv
+	seen chan string // commits whose apply event was emitted
+}
+
+func (l *liveEnv) Test(ctx context.Context, spec testenv.TestSpec, onStep testenv.StepFunc) (map[string]time.Duration, error) {
+	onStep(testenv.StepApply, time.Millisecond, "applied")
+	select {
+	case c := <-l.seen:
+		if c != spec.Commit {
+			return nil, fmt.Errorf("apply event of %s while testing %s", c[:7], spec.Commit[:7])
+		}
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("the apply event of %s was not emitted while its test ran", spec.Commit[:7])
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return l.fakeEnv.Test(ctx, spec, onStep)
+}
+
+// A serial gate tests one candidate at a time, so its progress lines are
+// shown as they happen: a 40-minute test shows its steps during the 40
+// minutes, not after its verdict.
+func TestSerialProgressIsLive(t *testing.T) {
+	f := newQueueFixture(t)
+	a3 := f.push("bump A to v3", "env/a.yaml", deployment("a", "v3"))
+	b4 := f.push("bump B to v4", "env/b.yaml", deployment("b", "v4"))
+	env := &liveEnv{fakeEnv: f.env, seen: make(chan string, 10)}
+	f.runner.Env = env
+	var mu sync.Mutex
+	var steps []string
+	f.runner.OnEvent = func(e Event) {
+		if e.Step == testenv.StepApply {
+			env.seen <- e.Commit.Hash.String()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		steps = append(steps, short(e.Commit.Hash)+" "+e.Step+" "+string(e.Verdict))
+	}
+	if err := f.runner.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		a3[:7] + " render ", a3[:7] + " apply ", a3[:7] + " verdict passed", a3[:7] + " fast-forward ",
+		b4[:7] + " render ", b4[:7] + " apply ", b4[:7] + " verdict failed", b4[:7] + " revert ",
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(steps) < len(want) || fmt.Sprint(steps[:len(want)]) != fmt.Sprint(want) {
+		t.Errorf("events\n%q\nwant them to start with\n%q", steps, want)
+	}
+}

@@ -37,7 +37,7 @@ type Gate struct {
 	MaxBackoff     time.Duration
 	OnceAttempts   int
 	// Strategy is how the queue is tested: "" or serial (one candidate at
-	// a time), speculative or batch (speculate.go).
+	// a time), speculative or batch; each is planned by plan.Next.
 	Strategy plan.Strategy
 	// ParallelismMin and ParallelismMax bound the speculative window; Max
 	// is also the most commits a batch holds.

@@ -105,7 +105,10 @@ type TestSpec struct {
 	HealthTimeout time.Duration
 	TestsTimeout  time.Duration
 	KeepNamespace time.Duration
-	Commands      []Command
+	// KeepNamespaceMax is how many failed namespaces of the gate are kept
+	// at most, the oldest removed first; 0 means DefaultKeepNamespaceMax.
+	KeepNamespaceMax int
+	Commands         []Command
 	// ApplyConcurrency is how many objects are applied at once; 0 means
 	// DefaultApplyConcurrency.
 	ApplyConcurrency int
@@ -155,6 +158,11 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 	}
 
 	start := time.Now()
+	// Kept namespaces whose time is up go before each test, not only at a
+	// pass's start: their pods hold capacity the tests need.
+	if err := k.expire(ctx, spec.Gate); err != nil {
+		return durations, err
+	}
 	if err := k.createNamespace(ctx, env.Namespace, spec.ApplyTimeout); err != nil {
 		return durations, err
 	}
@@ -171,7 +179,9 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 			return
 		}
 		if IsFault(err) && spec.KeepNamespace > 0 {
-			_ = k.keepNamespace(cctx, spec.Namespace, k.now().Add(spec.KeepNamespace))
+			if k.keepNamespace(cctx, spec.Namespace, k.now().Add(spec.KeepNamespace)) == nil {
+				_ = k.trimKept(cctx, spec.Gate, spec.Namespace, keepMax(spec.KeepNamespaceMax))
+			}
 			return
 		}
 		_ = k.deleteNamespace(cctx, spec.Gate, spec.Namespace)
@@ -208,7 +218,11 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 			return durations, serr
 		}
 		if len(notReady) > 0 {
-			return durations, faultf(StepHealth, "not healthy within %s: %s", spec.HealthTimeout, strings.Join(notReady, "; "))
+			msg := fmt.Sprintf("not healthy within %s: %s", spec.HealthTimeout, strings.Join(notReady, "; "))
+			if uerr := k.unplaced(ctx, spec.Namespace, StepHealth, msg); uerr != nil {
+				return durations, uerr
+			}
+			return durations, faultf(StepHealth, "%s", msg)
 		}
 	}
 	step(StepHealth, start, fmt.Sprintf("%d objects current", len(set)))
@@ -233,6 +247,13 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 	}
 	passed = true
 	return durations, nil
+}
+
+func keepMax(n int) int {
+	if n <= 0 {
+		return DefaultKeepNamespaceMax
+	}
+	return n
 }
 
 // isNamespaced asks the cluster's REST mapper.

@@ -45,7 +45,11 @@ func (k *Cluster) runTests(ctx context.Context, tests []*unstructured.Unstructur
 			if uerr := k.reachable(context.WithoutCancel(ctx)); uerr != nil {
 				return uerr
 			}
-			return faultf(StepTests, "not finished within %s: %s", timeout, strings.Join(sortedKeys(waiting), ", "))
+			msg := fmt.Sprintf("not finished within %s: %s", timeout, strings.Join(sortedKeys(waiting), ", "))
+			if uerr := k.unplaced(context.WithoutCancel(ctx), tests[0].GetNamespace(), StepTests, msg); uerr != nil {
+				return uerr
+			}
+			return faultf(StepTests, "%s", msg)
 		case <-time.After(k.poll):
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluice-gitops/sluice/test/cluster"
 )
 
 // TestHostCommandsSeeTheTestEnvironment: a gate's test commands run on the
@@ -14,8 +16,12 @@ import (
 func TestHostCommandsSeeTheTestEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "smoke.sh")
-	kubectl := filepath.Join(repoRoot(t), "bin", "kubectl")
-	err := os.WriteFile(script, []byte(`#!/bin/sh
+	tools, err := cluster.ToolsDir("") // SLUICE_TOOLS_DIR, else the repository's bin/
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl := filepath.Join(tools, "kubectl")
+	err = os.WriteFile(script, []byte(`#!/bin/sh
 set -e
 echo "$SLUICE_GATE $SLUICE_COMMIT $SLUICE_NAMESPACE" >> "$SMOKE_LOG"
 img=$(`+kubectl+` --kubeconfig "$KUBECONFIG" -n "$SLUICE_NAMESPACE" get deployment a -o jsonpath='{.spec.template.spec.containers[0].image}')
