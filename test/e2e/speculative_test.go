@@ -355,7 +355,11 @@ poll:
 // trees, the same verdicts, B v4 reverted exactly once, staging never
 // holding it, no namespace left.
 func TestSpeculativeCrashConverges(t *testing.T) {
-	keys := speculativeKeys(1, 4)
+	// Each candidate's test lasts two seconds, so that the candidates of a
+	// window overlap long enough to be seen (and killed) together even on
+	// a loaded machine, where a run without a test is over in a blink.
+	keys := speculativeKeys(1, 4) +
+		"    tests:\n      commands:\n        - name: settle\n          command: [/bin/sleep, \"2\"]\n          timeout: 1m\n"
 	ref := newScenario(t, scenarioOptions{extraGate: keys})
 	crashQueue(ref)
 	if r := ref.runOnce(); r.code != 0 {
@@ -379,7 +383,7 @@ func TestSpeculativeCrashConverges(t *testing.T) {
 		},
 		{name: "third candidate applied", crashAt: "applied:3"},
 		{name: "revert pushed, no note yet", crashAt: "revert-pushed:1"},
-		{name: "third verdict recorded, target not moved yet", crashAt: "verdict:3"},
+		{name: "third verdict decided, no note yet", crashAt: "verdict:3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
