@@ -80,7 +80,12 @@ func startPromoter(ctx context.Context, cfg *config.Config, repo *gitrepo.Reposi
 	var pushed atomic.Int64
 	count := func() int64 { return pushed.Load() }
 	if err := checkPromotePaths(ctx, cfg, repo); err != nil {
-		return count, err
+		var ce *config.Error
+		if errors.As(err, &ce) || !gitrepo.IsTransient(err) {
+			return count, err
+		}
+		// The remote is down: the gates will retry, and so will promotion.
+		log.Warn("could not check the promote paths against the source branch", "error", err)
 	}
 	drained := r.OnDrain
 	r.OnDrain = func(gate string, err error) {
