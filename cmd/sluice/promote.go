@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/spf13/cobra"
@@ -78,6 +80,7 @@ func checkPromotePaths(ctx context.Context, cfg *config.Config, repo *gitrepo.Re
 // again.
 func startPromoter(ctx context.Context, cfg *config.Config, repo *gitrepo.Repository, key *gitrepo.VerdictKey, r *reconcile.Runner, log *slog.Logger, once bool) (func() int64, error) {
 	var pushed atomic.Int64
+	var reported sync.Map // conflicts logged: "<from> <path>"
 	count := func() int64 { return pushed.Load() }
 	if err := checkPromotePaths(ctx, cfg, repo); err != nil {
 		var ce *config.Error
@@ -97,6 +100,11 @@ func startPromoter(ctx context.Context, cfg *config.Config, repo *gitrepo.Reposi
 			return
 		}
 		res, perr := promote.Run(ctx, promote.Options{Repo: repo, Key: key, Source: cfg.Repository.SourceBranch, Target: g.TargetBranch}, rule)
+		// A conflict stays until someone resolves it: say it once.
+		res.Conflicts = slices.DeleteFunc(res.Conflicts, func(c promote.Conflict) bool {
+			_, seen := reported.LoadOrStore(c.From.String()+" "+c.Path, true)
+			return seen
+		})
 		logPromotion(log, rule, res, perr)
 		if n := len(res.Promoted); n > 0 {
 			pushed.Add(int64(n))
