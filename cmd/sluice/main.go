@@ -95,7 +95,7 @@ to it or pushes a revert commit that rejects it.`,
 	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable .HasParent}}", 1))
 	root.SuggestionsMinimumDistance = 2
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCommand(stdout, stderr), newStatusCommand(stdout, stderr), newRenderCommand(stdout), newPreviewCommand(stdout), newVersionCommand(stdout), newCompletionCommand(stdout))
+	root.AddCommand(newRunCommand(stdout, stderr), newStatusCommand(stdout, stderr), newRenderCommand(stdout), newPreviewCommand(stdout), newPromoteCommand(stdout), newVersionCommand(stdout), newCompletionCommand(stdout))
 	return root
 }
 

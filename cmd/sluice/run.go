@@ -144,8 +144,14 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	defer stopForge()
 	log.Info("sluice starting", "version", version, "config", cfg.File(), "gates", len(cfg.Gates), "once", *once)
 	defer startPreviews(ctx, cfg, repo, restCfg, log, *once)() // preview.go: expiry and branch previews
+
+	// promote.go: after each drain, what a gate passed goes to the next gate.
+	promoted, err := startPromoter(ctx, cfg, repo, key, runner, log, *once)
+	if err != nil {
+		return err
+	}
 	if *once {
-		return runner.RunOnce(ctx)
+		return runOncePromoting(ctx, runner, promoted)
 	}
 	return runner.Run(ctx, cfg.PollInterval.Duration)
 }

@@ -128,6 +128,7 @@ type Gate struct {
 	// Parallelism bounds the speculative window and the batch size.
 	Parallelism Parallelism `yaml:"parallelism"`
 	Previews    Previews    `yaml:"previews"` // previews.go
+	Promote     Promote     `yaml:"promote"`  // promote.go
 
 	line int
 }
@@ -527,6 +528,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		if g.Parallelism.Min < 1 || g.Parallelism.Min > g.Parallelism.Max {
 			return fail("parallelism.min", fmt.Sprintf("%d: want 1 to parallelism.max (%d)", g.Parallelism.Min, g.Parallelism.Max))
 		}
+	}
+	if err := c.validatePromote(); err != nil {
+		return err
 	}
 	return c.validatePreviews()
 }

@@ -165,6 +165,73 @@ bump() {
 	die "$team could not push $msg"
 }
 
+# restart_sluice: stop the Sluice this demo started (by its pid) and start
+# it again, on the config as it is now.
+restart_sluice() {
+	local pid
+	pid=$(cat "$DEMO/run/sluice.pid")
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	start_sluice
+}
+
+# promote_and_preview OBSERVER: the article's other half. shared-dev gets a
+# gate of its own that promotes what it passed to staging; Berlin tries A v4
+# in shared-dev, Sluice promotes it and staging tests the promotion. Then
+# London previews B v2 from its working tree: staging plus one change.
+promote_and_preview() {
+	local obs=$1
+	section "Shared development → staging: promotion"
+	say "${D}shared-dev gets a gate that promotes what it passed: promote: {to: staging, paths: [\"versions/*.yaml\"]}${R}"
+	git -C "$obs" push --quiet origin origin/main:refs/heads/shared-dev
+	cat >>"$DEMO/sluice.yaml" <<-EOF
+		    previews: {ttl: 1h}
+		  - name: shared-dev
+		    path: environments/shared-dev
+		    targetBranch: shared-dev
+		    timeouts: {apply: 30s, health: 60s, tests: 60s}
+		    retry: {initialBackoff: 1s, maxBackoff: 10s}
+		    promote: {to: staging, paths: ["versions/*.yaml"]}
+	EOF
+	step "Restarting Sluice with the shared-dev gate"
+	restart_sluice
+	local dir=$DEMO/work/berlin
+	printf '%s%s» Berlin: try A v4 in shared-dev%s\n' "$B" "$C" "$R"
+	git -C "$dir" pull --quiet --rebase
+	sed -i "s|\(image: .*/a:\).*|\1v4|" "$dir/environments/shared-dev/versions/a.yaml"
+	git -C "$dir" commit --quiet -am "try A v4 in shared-dev"
+	git -C "$dir" push --quiet origin HEAD:main
+	step "Waiting for shared-dev to pass it, Sluice to promote it, and staging to test the promotion"
+	local promoted=
+	for _ in $(seq 240); do
+		git -C "$obs" fetch --quiet origin
+		promoted=$(git -C "$obs" log --format=%H --grep='^Sluice-Promoted-From:' -1 origin/main)
+		[[ -n $promoted ]] && break
+		sleep 0.5
+	done
+	[[ -n $promoted ]] || die "Sluice did not promote A v4 to staging"
+	"$DEMOCTL" wait-drained --sluice "$SLUICE" --config "$DEMO/sluice.yaml" --pid-file "$DEMO/run/sluice.pid" --timeout "${DEMO_WAIT:-150s}"
+	sleep 0.5
+	stop_tail
+	grep -h 'msg=promoted' "$DEMO/logs/sluice-slog.log" | tail -1 | sed 's/^/  /'
+	git -C "$obs" fetch --quiet origin
+	section "The promotion Sluice pushed: git show --stat ${promoted:0:7}"
+	git -C "$obs" show --stat --format=fuller --notes=sluice "$promoted"
+
+	section "A preview: tested staging plus London's working tree"
+	local lon=$DEMO/work/london
+	git -C "$lon" pull --quiet --rebase
+	sed -i "s|\(image: .*/b:\).*|\1v2|" "$lon/environments/staging/versions/b.yaml"
+	say "${D}London edits environments/staging/versions/b.yaml to B v2 and does not commit${R}"
+	say "${D}sluice preview up london-b2 --gate staging --dir $(rel "$lon")${R}"
+	"$SLUICE" preview up london-b2 --config "$DEMO/sluice.yaml" --kubeconfig "$KUBECONFIG" --gate staging --dir "$lon" --owner london
+	say "${D}sluice preview list${R}"
+	"$SLUICE" preview list --config "$DEMO/sluice.yaml" --kubeconfig "$KUBECONFIG"
+	say "${D}kubectl get deployments,services -n sluice-preview-london-b2: B runs, every other Service routes to staging's${R}"
+	"${SLUICE_TOOLS_DIR:-$BIN}/kubectl" --kubeconfig "$KUBECONFIG" get deployments,services -n sluice-preview-london-b2
+	git -C "$lon" checkout --quiet -- environments/staging/versions/b.yaml
+}
+
 up() {
 	local begin=$SECONDS
 	say "${B}Sluice demo: the article's story on a local cluster and Git remote${R}"
@@ -229,6 +296,8 @@ up() {
 	section "The revert Sluice pushed: git show --stat ${revert:0:7}"
 	git -C "$obs" show --stat --format=fuller --no-notes "$revert"
 
+	promote_and_preview "$obs"
+
 	section "What to try next"
 	local DOWN=
 	[[ $DEMO == "$ROOT/.demo" ]] || DOWN="SLUICE_DEMO_DIR=$DEMO "
@@ -242,6 +311,9 @@ up() {
 		  Look around:
 		    $(rel "$SLUICE") status --config $(rel "$DEMO")/sluice.yaml
 		    KUBECONFIG=$(rel "$DEMO")/kubeconfig $(rel "$BIN")/kubectl get namespaces   # a failed candidate's stays 10m
+		  Promote by hand, and remove the preview:
+		    $(rel "$SLUICE") promote --config $(rel "$DEMO")/sluice.yaml --from shared-dev --to staging a
+		    $(rel "$SLUICE") preview down london-b2 --config $(rel "$DEMO")/sluice.yaml --kubeconfig $(rel "$DEMO")/kubeconfig
 
 		Sluice, the Git server and the cluster keep running. Stop them all and remove $(rel "$DEMO")/ with:
 		    ${DOWN}make demo-down

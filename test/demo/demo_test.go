@@ -58,6 +58,9 @@ func TestDemo(t *testing.T) {
 		"== sluice status",
 		"== main and staging",
 		"== The revert Sluice pushed",
+		"== Shared development → staging: promotion",
+		"== The promotion Sluice pushed",
+		"== A preview: tested staging plus London's working tree",
 		"== What to try next",
 	} {
 		i := strings.Index(out[at:], headline)
@@ -84,6 +87,14 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`(?m)^\* [0-9a-f]+ \([^)]*origin/(?:main|staging)[^)]*origin/(?:main|staging)[^)]*\) `),
 		regexp.MustCompile(`(?m)^\|\s+verdict: failed$`),
 		regexp.MustCompile(`(?m)^    Sluice-Rejected: [0-9a-f]{40}$`),
+		// The promotion: logged, pushed with its trailers, and passed by staging.
+		regexp.MustCompile(`msg=promoted gate=shared-dev to=staging file=environments/shared-dev/versions/a.yaml`),
+		regexp.MustCompile(`(?m)^    Promote a v4 from shared-dev to staging$`),
+		regexp.MustCompile(`(?m)^    Sluice-Promoted-From: [0-9a-f]{40}$`),
+		regexp.MustCompile(`(?m)^    gate: staging\n    verdict: passed$`),
+		// The preview: B's Deployment alone, the other Services stand-ins.
+		regexp.MustCompile(`(?m)^deployment\.apps/b\s`),
+		regexp.MustCompile(`(?m)^service/a\s+ExternalName\s`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("output does not match %s", want)
