@@ -183,7 +183,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 
 		ApplyConcurrency: g.ApplyConcurrency,
 	}
-	durations, err := r.Env.Test(ctx, spec, stepFunc(cr.emit, g.Name, c))
+	durations, err := r.env(g).Test(ctx, spec, stepFunc(cr.emit, g.Name, c))
 	err = stopForeign(g, err)
 	for k, v := range durations {
 		rec.Durations[k] = v.Round(time.Millisecond)
@@ -241,7 +241,7 @@ func (r *Runner) control(ctx context.Context, cr *candidateRun, spec testenv.Tes
 	ctl.Until = failure.Step
 	r.log().Info("unrecognised error from the cluster: running a control with the last passed candidate", "gate", g.Name, "commit", short(c.Hash), "control", short(passed), "error", failure.Err)
 	start := time.Now()
-	_, cerr := r.Env.Test(ctx, ctl, nil)
+	_, cerr := r.env(g).Test(ctx, ctl, nil)
 	cerr = stopForeign(g, cerr)
 	cr.emit(Event{Gate: g.Name, Commit: c, Step: "control", Took: time.Since(start), Detail: fmt.Sprintf("last passed candidate %s: %s", short(passed), errText(cerr))})
 	if cerr == nil {

@@ -75,7 +75,7 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 		return nil, fmt.Errorf("list queue: %w", err)
 	}
 	// Leftovers of interrupted runs, and failed namespaces kept long enough.
-	if deleted, err := r.Env.Cleanup(ctx, g.Name); err != nil {
+	if deleted, err := r.env(g).Cleanup(ctx, g.Name); err != nil {
 		return nil, err
 	} else if len(deleted) > 0 {
 		r.log().Info("removed leftover namespaces", "gate", g.Name, "namespaces", deleted)

@@ -42,6 +42,8 @@ type Gate struct {
 	// ParallelismMin and ParallelismMax bound the speculative window; Max
 	// is also the most commits a batch holds.
 	ParallelismMin, ParallelismMax int
+	// Env tests this gate's candidates (its own cluster); nil: Runner.Env.
+	Env Tester
 }
 
 // Tester tests one candidate in a test environment and removes leftovers.
@@ -75,6 +77,11 @@ type Runner struct {
 	// error that will be retried. Gates drain concurrently, so it must be
 	// safe for concurrent use.
 	OnDrain func(gate string, err error)
+	// Lead, if set, runs each gate's daemon loop (Run) only while this
+	// process leads that gate: it calls run with a context that ends when
+	// the lead is lost, and again each time the lead is won back, until ctx
+	// is done. nil: every gate runs all the time.
+	Lead func(ctx context.Context, gate string, run func(ctx context.Context))
 	Render  manifests.RenderOptions
 	// Key signs the verdict records and revert commits the runner writes,
 	// and verifies those it reads: a record it cannot verify is ignored.
@@ -104,6 +111,14 @@ func (r *Runner) attempt(gate string, c plumbing.Hash, failed bool) int {
 		return r.attempts[key]
 	}
 	return r.attempts[key] + 1
+}
+
+// env is the tester of gate g's candidates.
+func (r *Runner) env(g *Gate) Tester {
+	if g.Env != nil {
+		return g.Env
+	}
+	return r.Env
 }
 
 func (r *Runner) log() *slog.Logger {
@@ -238,7 +253,12 @@ func (r *Runner) Run(ctx context.Context, interval time.Duration) error {
 	var wg sync.WaitGroup
 	for i := range r.Gates {
 		wake := r.waker(r.Gates[i].Name)
-		wg.Go(func() { r.runGate(ctx, &r.Gates[i], interval, wake) })
+		g := &r.Gates[i]
+		if r.Lead != nil {
+			wg.Go(func() { r.Lead(ctx, g.Name, func(ctx context.Context) { r.runGate(ctx, g, interval, wake) }) })
+			continue
+		}
+		wg.Go(func() { r.runGate(ctx, g, interval, wake) })
 	}
 	wg.Wait()
 	return nil

@@ -33,6 +33,7 @@ type runFlags struct {
 	once                                                       *bool
 	qps                                                        *float64
 	burst                                                      *int
+	leader                                                     *leaderFlags // leader.go
 }
 
 func defineRunFlags(fs *pflag.FlagSet) *runFlags {
@@ -48,6 +49,7 @@ func defineRunFlags(fs *pflag.FlagSet) *runFlags {
 		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
 		publicURL:  fs.String("public-url", "", "the `address` people reach --listen at; commit statuses on the forge link there"),
 		envRole:    fs.String("environment-role", "", "bind Sluice to this `ClusterRole` in each test namespace and apply through that binding only (deploy/: sluice-environment)"),
+		leader:     defineLeaderFlags(fs),
 	}
 }
 
@@ -60,6 +62,9 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	}
 	if *qps <= 0 || *burst <= 0 {
 		return usageError{errors.New("--kube-api-qps and --kube-api-burst must be greater than zero")}
+	}
+	if err := f.leader.check(*once); err != nil {
+		return usageError{err}
 	}
 	cfg, err := config.Load(*cfgFile)
 	if err != nil {
@@ -86,10 +91,14 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer repo.Close()
+	gs := gates(cfg)
+	if err := useGateClusters(ctx, cfg, gs, cluster, kubeconfigPath, restCfg.QPS, restCfg.Burst, *f.envRole); err != nil {
+		return err
+	}
 	runner := &reconcile.Runner{
 		Repo:   repo,
 		Source: cfg.Repository.SourceBranch,
-		Gates:  gates(cfg),
+		Gates:  gs,
 		Env:    cluster,
 		Log:    log,
 		Key:    key,
@@ -152,6 +161,9 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	}
 	if *once {
 		return runOncePromoting(ctx, runner, promoted)
+	}
+	if runner.Lead, err = f.leader.lead(restCfg, log); err != nil {
+		return err
 	}
 	return runner.Run(ctx, cfg.PollInterval.Duration)
 }

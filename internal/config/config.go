@@ -129,6 +129,8 @@ type Gate struct {
 	Parallelism Parallelism `yaml:"parallelism"`
 	Previews    Previews    `yaml:"previews"` // previews.go
 	Promote     Promote     `yaml:"promote"`  // promote.go
+	// Kubeconfig is the cluster this gate is tested on (kubeconfig.go).
+	Kubeconfig string `yaml:"kubeconfig"`
 
 	line int
 }
@@ -530,6 +532,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 	}
 	if err := c.validatePromote(); err != nil {
+		return err
+	}
+	if err := c.validateKubeconfigs(); err != nil {
 		return err
 	}
 	return c.validatePreviews()
