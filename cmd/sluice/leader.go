@@ -93,7 +93,9 @@ func leaderIdentity() string {
 func leaseName(gate string) string { return "sluice-" + gate }
 
 // lead returns the reconcile.Runner.Lead hook, or nil without --leader-elect.
-func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger) (func(context.Context, string, func(context.Context)), error) {
+// mon (nil without --listen) reports on /readyz only the gates this process
+// leads: a gate another replica drains does not keep this one unready.
+func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger, mon *monitor) (func(context.Context, string, func(context.Context)), error) {
 	if !*l.enabled {
 		return nil, nil
 	}
@@ -111,6 +113,7 @@ func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger) (func(context
 			Client:     client.CoordinationV1(),
 			LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 		}
+		mon.follow(gate)
 		for ctx.Err() == nil {
 			leading := make(chan context.Context, 1)
 			le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -135,7 +138,9 @@ func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger) (func(context
 			select {
 			case lctx := <-leading:
 				log.Info("leading gate", "gate", gate, "lease", ns+"/"+leaseName(gate))
+				mon.lead(gate)
 				run(lctx)
+				mon.follow(gate)
 				<-done // the gate stopped before another term starts
 				if ctx.Err() == nil {
 					log.Warn("lost the lead of gate", "gate", gate, "lease", ns+"/"+leaseName(gate))
@@ -144,4 +149,20 @@ func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger) (func(context
 			}
 		}
 	}, nil
+}
+
+// follow marks gate as led by another replica: not this one's to report.
+func (m *monitor) follow(gate string) { m.setLeading(gate, "") }
+
+// lead marks gate as this replica's: unready until it has drained.
+func (m *monitor) lead(gate string) { m.setLeading(gate, "not drained yet") }
+
+func (m *monitor) setLeading(gate, state string) {
+	if m == nil {
+		return
+	}
+	m.up.WithLabelValues(gate).Set(0)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.state[gate] = state
 }

@@ -109,6 +109,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	var onEvent []func(reconcile.Event)
+	var mon *monitor // leader.go: readiness of the gates this replica leads
 	if show {
 		onEvent = append(onEvent, newProgress(stdout, isTerminal(stdout)).event)
 	}
@@ -118,6 +119,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 			names[i] = g.Name
 		}
 		m := newMonitor(names)
+		mon = m
 		serveCtx, stopServing := context.WithCancel(ctx)
 		wait, err := serveMonitor(serveCtx, *listen, m, log)
 		if err != nil {
@@ -162,7 +164,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if *once {
 		return runOncePromoting(ctx, runner, promoted)
 	}
-	if runner.Lead, err = f.leader.lead(restCfg, log); err != nil {
+	if runner.Lead, err = f.leader.lead(restCfg, log, mon); err != nil {
 		return err
 	}
 	return runner.Run(ctx, cfg.PollInterval.Duration)
