@@ -77,16 +77,17 @@ type Runner struct {
 	// error that will be retried. Gates drain concurrently, so it must be
 	// safe for concurrent use.
 	OnDrain func(gate string, err error)
-	// Lead, if set, runs each gate's daemon loop (Run) only while this
-	// process leads that gate: it calls run with a context that ends when
-	// the lead is lost, and again each time the lead is won back, until ctx
-	// is done. nil: every gate runs all the time.
-	Lead func(ctx context.Context, gate string, run func(ctx context.Context))
 	Render  manifests.RenderOptions
 	// Key signs the verdict records and revert commits the runner writes,
 	// and verifies those it reads: a record it cannot verify is ignored.
 	// Required.
 	Key *gitrepo.VerdictKey
+
+	// Lead, if set, runs each gate's daemon loop (Run) only while this
+	// process leads that gate: it calls run with a context that ends when
+	// the lead is lost, and again each time the lead is won back, until ctx
+	// is done. nil: every gate runs all the time.
+	Lead func(ctx context.Context, gate string, run func(ctx context.Context))
 
 	mu         sync.Mutex
 	lastTarget map[string]plumbing.Hash // where this process last saw or put each target

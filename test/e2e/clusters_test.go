@@ -66,7 +66,7 @@ func TestGateOnItsOwnCluster(t *testing.T) {
 	}
 	seenOwn, seenOther := own(), other()
 	for name, c := range map[string]struct {
-		seen       map[string][]string
+		seen      map[string][]string
 		want, not string
 	}{
 		"the daemon's own cluster": {seenOwn, s.gate, dev},
