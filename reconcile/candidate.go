@@ -149,7 +149,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 	rec.Candidate = tree
 
 	start := time.Now()
-	objs, err := r.render(ctx, tree, g.Path)
+	rd, err := r.renderCandidate(ctx, g, tree)
 	rec.Durations[StepRender] = time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		if testenv.IsFault(err) {
@@ -158,8 +158,13 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		}
 		return rec, err
 	}
-	rec.Digest = manifests.Digest(objs)
-	cr.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: fmt.Sprintf("%d objects", len(objs))})
+	objs := rd.objs
+	rec.Digest = rd.digest
+	detail := fmt.Sprintf("%d objects", len(objs))
+	if rd.reused {
+		detail = "unchanged inputs, " + detail
+	}
+	cr.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: detail})
 	if rec.Digest == cr.last.digest {
 		rec.Skipped = true
 		return finish(Passed, sameAsLastPassed)
@@ -169,6 +174,13 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		return finish(Verdict(prev.Verdict), prev.Reason)
 	}
 
+	if rd.reused {
+		// The objects are shared with the render they come from.
+		objs = make([]*unstructured.Unstructured, len(rd.objs))
+		for i, o := range rd.objs {
+			objs[i] = o.DeepCopy()
+		}
+	}
 	spec := testenv.TestSpec{
 		Gate:          g.Name,
 		Commit:        c.Hash.String(),
@@ -286,8 +298,60 @@ func (r *Runner) candidate(ctx context.Context, cr *candidateRun) (plumbing.Hash
 	return tree, nil
 }
 
+// rendered is a gate's render of a candidate tree: what it read, its
+// objects (shared: a run that changes them copies them first) and digest.
+type rendered struct {
+	tree   plumbing.Hash
+	reads  manifests.ReadSet
+	objs   []*unstructured.Unstructured
+	digest string
+	reused bool // taken from the gate's last render, not rendered
+}
+
+// renderCandidate renders gate g's path from a candidate tree, unless the
+// gate's last successful render read nothing this tree changes: then its
+// objects and digest are this tree's too (sameRender), and reused. Any
+// doubt (no last render, trees that cannot be compared) means a render.
+// The last render is kept per gate, in memory, for the runs of every pass.
+func (r *Runner) renderCandidate(ctx context.Context, g *Gate, tree plumbing.Hash) (rendered, error) {
+	r.mu.Lock()
+	last, ok := r.renders[g.Name]
+	r.mu.Unlock()
+	if ok && (last.tree == tree || r.unchangedInputs(ctx, last, tree)) {
+		last.tree, last.reused = tree, true
+		return last, nil
+	}
+	objs, reads, err := r.renderReads(ctx, tree, g.Path, true)
+	if err != nil {
+		return rendered{}, err
+	}
+	rd := rendered{tree: tree, reads: reads, objs: objs, digest: manifests.Digest(objs)}
+	if !reads.Empty() {
+		r.mu.Lock()
+		if r.renders == nil {
+			r.renders = map[string]rendered{}
+		}
+		r.renders[g.Name] = rd
+		r.mu.Unlock()
+	}
+	return rd, nil
+}
+
+// unchangedInputs reports whether tree differs from last's tree only at
+// paths last's render did not read.
+func (r *Runner) unchangedInputs(ctx context.Context, last rendered, tree plumbing.Hash) bool {
+	changed, err := r.Repo.ChangedPaths(ctx, last.tree, tree)
+	return err == nil && sameRender(last.reads, changed)
+}
+
 // render builds the gate's kustomization from a candidate tree.
 func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([]*unstructured.Unstructured, error) {
+	objs, _, err := r.renderReads(ctx, tree, path, false)
+	return objs, err
+}
+
+// renderReads is render that also returns what it read, when asked.
+func (r *Runner) renderReads(ctx context.Context, tree plumbing.Hash, path string, withReads bool) ([]*unstructured.Unstructured, manifests.ReadSet, error) {
 	opts := r.Render
 	if opts == (manifests.RenderOptions{}) {
 		opts = manifests.DefaultRenderOptions()
@@ -296,22 +360,30 @@ func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([
 	fsys, err := r.Repo.TreeFS(ctx, tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 	if err != nil {
 		if errors.As(err, &te) {
-			return nil, &testenv.Fault{Step: StepRender, Msg: te.Error()}
+			return nil, manifests.ReadSet{}, &testenv.Fault{Step: StepRender, Msg: te.Error()}
 		}
-		return nil, fmt.Errorf("read tree %s: %w", short(tree), err)
+		return nil, manifests.ReadSet{}, fmt.Errorf("read tree %s: %w", short(tree), err)
 	}
-	objs, err := manifests.Render(ctx, fsys, path, opts)
+	var (
+		objs  []*unstructured.Unstructured
+		reads manifests.ReadSet
+	)
+	if withReads {
+		objs, reads, err = manifests.RenderWithReads(ctx, fsys, path, opts)
+	} else {
+		objs, err = manifests.Render(ctx, fsys, path, opts)
+	}
 	if err != nil {
 		var re *manifests.RenderError
 		if errors.As(err, &re) {
-			return nil, &testenv.Fault{Step: StepRender, Msg: re.Error()}
+			return nil, manifests.ReadSet{}, &testenv.Fault{Step: StepRender, Msg: re.Error()}
 		}
 		if errors.As(err, &te) { // a tree or blob the tree reader refuses
-			return nil, &testenv.Fault{Step: StepRender, Msg: te.Error()}
+			return nil, manifests.ReadSet{}, &testenv.Fault{Step: StepRender, Msg: te.Error()}
 		}
-		return nil, fmt.Errorf("render %s: %w", path, err)
+		return nil, manifests.ReadSet{}, fmt.Errorf("render %s: %w", path, err)
 	}
-	return objs, nil
+	return objs, reads, nil
 }
 
 // pushRevert writes a revert of c on top of the source tip and pushes it,

@@ -88,6 +88,7 @@ type Runner struct {
 	pushes     int                      // pushes to the source branch so far
 	wakers     map[string]chan struct{} // gate -> its wake-up, while Run runs
 	unverified map[string]bool          // gate/commit -> an unverifiable record was logged
+	renders    map[string]rendered      // gate -> its last successful render
 }
 
 // attempt counts a test of c by gate that ended in error and returns how
