@@ -45,12 +45,8 @@ func (r *Runner) readRecord(ctx context.Context, gate string, c plumbing.Hash) (
 // record signs rec for c, writes it into c's note, keeping other gates'
 // records, and pushes the notes.
 func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) error {
-	signed, err := r.Key.SignRecord(c.Hash, rec)
-	if err != nil {
-		return fmt.Errorf("sign note of %s: %w", short(c.Hash), err)
-	}
-	if err := r.Repo.SetRecord(ctx, c.Hash, signed); err != nil {
-		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
+	if err := r.writeRecord(ctx, c, rec); err != nil {
+		return err
 	}
 	// PushNotes's errors say "push notes" themselves.
 	if err := r.Repo.PushNotes(ctx); err != nil {
@@ -58,6 +54,19 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 	}
 	if rec.Verdict != string(Error) {
 		r.stepped(rec.Gate)
+	}
+	return nil
+}
+
+// writeRecord signs rec for c and writes it into c's local note, keeping
+// other gates' records; PushNotes publishes it.
+func (r *Runner) writeRecord(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) error {
+	signed, err := r.Key.SignRecord(c.Hash, rec)
+	if err != nil {
+		return fmt.Errorf("sign note of %s: %w", short(c.Hash), err)
+	}
+	if err := r.Repo.SetRecord(ctx, c.Hash, signed); err != nil {
+		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
 	}
 	return nil
 }
@@ -107,6 +116,17 @@ type candidateRun struct {
 	last      passedCandidate // what a control run applies
 	cache     *digestCache
 	emit      func(Event)
+	// settle, if set, publishes what the pass decided so far (the notes
+	// and the fast-forward) before the run starts something slow: a
+	// render, a test.
+	settle func(context.Context) error
+}
+
+func (cr *candidateRun) settled(ctx context.Context) error {
+	if cr.settle == nil {
+		return nil
+	}
+	return cr.settle(ctx)
 }
 
 // passedCandidate is the last passed candidate before a run's commit.
@@ -149,7 +169,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 	rec.Candidate = tree
 
 	start := time.Now()
-	rd, err := r.renderCandidate(ctx, g, tree)
+	rd, err := r.renderCandidate(ctx, g, tree, cr.settled)
 	rec.Durations[StepRender] = time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		if testenv.IsFault(err) {
@@ -194,6 +214,9 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		Commands:      g.Commands,
 
 		ApplyConcurrency: g.ApplyConcurrency,
+	}
+	if err := cr.settled(ctx); err != nil {
+		return rec, err
 	}
 	durations, err := r.Env.Test(ctx, spec, stepFunc(cr.emit, g.Name, c))
 	err = stopForeign(g, err)
@@ -311,15 +334,19 @@ type rendered struct {
 // renderCandidate renders gate g's path from a candidate tree, unless the
 // gate's last successful render read nothing this tree changes: then its
 // objects and digest are this tree's too (sameRender), and reused. Any
-// doubt (no last render, trees that cannot be compared) means a render.
-// The last render is kept per gate, in memory, for the runs of every pass.
-func (r *Runner) renderCandidate(ctx context.Context, g *Gate, tree plumbing.Hash) (rendered, error) {
+// doubt (no last render, trees that cannot be compared) means a render,
+// after before. The last render is kept per gate, in memory, for the runs
+// of every pass.
+func (r *Runner) renderCandidate(ctx context.Context, g *Gate, tree plumbing.Hash, before func(context.Context) error) (rendered, error) {
 	r.mu.Lock()
 	last, ok := r.renders[g.Name]
 	r.mu.Unlock()
 	if ok && (last.tree == tree || r.unchangedInputs(ctx, last, tree)) {
 		last.tree, last.reused = tree, true
 		return last, nil
+	}
+	if err := before(ctx); err != nil {
+		return rendered{}, err
 	}
 	objs, reads, err := r.renderReads(ctx, tree, g.Path, true)
 	if err != nil {

@@ -93,6 +93,7 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 		g:        g,
 		live:     !speculative(g),
 		target:   target,
+		pushedTo: target,
 		commits:  map[string]gitrepo.Commit{},
 		reverts:  map[plumbing.Hash]gitrepo.Revert{},
 		pushed:   map[plumbing.Hash]bool{},
@@ -101,6 +102,7 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 		running:  map[string]*running{},
 		finished: map[string]result{},
 		results:  make(chan result),
+		settles:  make(chan chan error),
 		cache:    &digestCache{seen: map[string]gitrepo.Record{}},
 	}
 	p.st = plan.State{
@@ -169,8 +171,11 @@ type pass struct {
 	// decided, so that concurrent runs do not interleave.
 	live      bool
 	st        plan.State
-	target    plumbing.Hash                    // the target branch's tip
+	target    plumbing.Hash                    // the target branch's tip, once the fast-forward planned is pushed
 	targetRec gitrepo.Record                   // its record, when it passed
+	pushedTo  plumbing.Hash                    // the target branch's tip on the remote
+	unpushed  int                              // verdicts written in the local notes only
+	settleErr error                            // the publishing that failed, if one did
 	commits   map[string]gitrepo.Commit        // the queue and the reverts pushed, by id
 	reverts   map[plumbing.Hash]gitrepo.Revert // rejected commit -> its first revert
 	pushed    map[plumbing.Hash]bool           // rejected commits whose revert this pass pushed or took
@@ -179,6 +184,9 @@ type pass struct {
 	running   map[string]*running              // by run key
 	finished  map[string]result                // by run key
 	results   chan result
+	// settles are the runs' requests to publish what is decided
+	// (candidateRun.settle); each gets settle's error.
+	settles chan chan error
 	// outstanding counts run goroutines that have not sent their result.
 	outstanding int
 	gen         int
@@ -226,11 +234,29 @@ func (c *digestCache) put(rec gitrepo.Record) {
 // run executes plan.Next until every queued commit, and every revert it
 // pushes, has a verdict. For each plan: cancel the stale runs; tell the
 // verdicts decided; push the reverts they call for; write the verdicts in
-// queue order (after the reverts, so that a restart finds the note or the
-// revert and never repeats one); fast-forward; start the new runs, each in
-// its own goroutine, context and namespace. An infrastructure error of a
-// run ends the pass with it (the caller backs off and tries again).
+// the local notes in queue order (after the reverts, so that a restart
+// finds the note or the revert and never repeats one); plan the
+// fast-forward; start the new runs, each in its own goroutine, context and
+// namespace. An infrastructure error of a run ends the pass with it (the
+// caller backs off and tries again).
+//
+// What is decided is published (settle: the notes pushed, then the target
+// fast-forwarded to the furthest commit planned) once, before a run starts
+// something slow (a render, a test) and when the pass ends, rather than
+// per verdict: a queue whose commits render nothing new costs two pushes,
+// not two per commit. A crash before that loses written verdicts, never
+// an action: the fast-forward follows the notes, and a revert precedes
+// them.
 func (p *pass) run(ctx context.Context) (again bool, err error) {
+	again, err = p.steps(ctx)
+	if serr := p.settle(ctx); err == nil {
+		err = serr
+	}
+	return again, err
+}
+
+// steps is run without the last settle.
+func (p *pass) steps(ctx context.Context) (again bool, err error) {
 	r, g := p.r, p.g
 	for {
 		pl := plan.Next(p.st)
@@ -277,10 +303,9 @@ func (p *pass) run(ctx context.Context) (again bool, err error) {
 				return again, err
 			}
 		}
-		if pl.FastForward != "" && p.target.String() != pl.FastForward {
-			if err := p.fastForward(ctx, p.commits[pl.FastForward]); err != nil {
-				return again, err
-			}
+		if pl.FastForward != "" {
+			p.target = plumbing.NewHash(pl.FastForward)
+			p.targetRec = p.passed[pl.FastForward]
 		}
 		if again {
 			return again, nil
@@ -297,7 +322,19 @@ func (p *pass) run(ctx context.Context) (again bool, err error) {
 		case len(p.running) == 0:
 			return again, fmt.Errorf("gate %s: the %s planner waits for no running test", g.Name, g.Strategy)
 		}
-		d := <-p.results
+		var d result
+		for waiting := true; waiting; {
+			select {
+			case d = <-p.results:
+				waiting = false
+			case reply := <-p.settles:
+				err := p.settle(ctx)
+				reply <- err
+				if err != nil {
+					return again, err
+				}
+			}
+		}
 		p.outstanding--
 		sr := p.running[d.run.Key]
 		if sr == nil || sr.gen != d.gen {
@@ -306,6 +343,9 @@ func (p *pass) run(ctx context.Context) (again bool, err error) {
 		delete(p.running, d.run.Key)
 		if d.err != nil {
 			r.emit(Event{Gate: g.Name, Commit: p.commits[d.run.Commit], Step: "verdict", Verdict: Error, Detail: d.err.Error()})
+			if err := p.settle(ctx); err != nil {
+				return again, err
+			}
 			if d.rec.Verdict == string(Error) {
 				r.recordError(ctx, p.commits[d.run.Commit], d.rec)
 			}
@@ -317,6 +357,32 @@ func (p *pass) run(ctx context.Context) (again bool, err error) {
 		}
 		p.st.Observe(plan.Result{Run: d.run, Verdict: plan.Verdict(d.rec.Verdict), Reused: d.rec.Skipped})
 	}
+}
+
+// settle publishes what the pass decided: it pushes the verdicts written
+// in the local notes, then fast-forwards the target to the furthest commit
+// planned. Once it failed, it fails again with the same error.
+func (p *pass) settle(ctx context.Context) error {
+	if p.settleErr != nil {
+		return p.settleErr
+	}
+	if p.unpushed > 0 {
+		// PushNotes's errors say "push notes" themselves.
+		if err := p.r.Repo.PushNotes(ctx); err != nil {
+			p.settleErr = err
+			return err
+		}
+		for ; p.unpushed > 0; p.unpushed-- {
+			p.r.stepped(p.g.Name)
+		}
+	}
+	if p.target != p.pushedTo {
+		if err := p.fastForward(ctx, p.commits[p.target.String()]); err != nil {
+			p.settleErr = err
+			return err
+		}
+	}
+	return nil
 }
 
 // stopAll cancels the runs still going and waits for every goroutine, so
@@ -348,6 +414,20 @@ func (p *pass) start(ctx context.Context, run plan.Run) {
 		events []Event
 	)
 	cr.emit = p.r.emit
+	cr.settle = func(ctx context.Context) error {
+		reply := make(chan error, 1)
+		select {
+		case p.settles <- reply:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case err := <-reply:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if !p.live {
 		cr.emit = func(e Event) {
 			mu.Lock()
@@ -430,7 +510,8 @@ func (p *pass) decided(d plan.Decision) gitrepo.Record {
 	return rec
 }
 
-// record writes a decided verdict, naming the revert of a failed commit
+// record writes a decided verdict in the local notes (settle pushes
+// them), naming the revert of a failed commit
 // that this pass pushed, or took from the source (another gate's), or
 // that Sluice wrote for this gate.
 func (p *pass) record(ctx context.Context, d plan.Decision, rec gitrepo.Record) error {
@@ -440,9 +521,10 @@ func (p *pass) record(ctx context.Context, d plan.Decision, rec gitrepo.Record) 
 			rec.RevertCommit = rev.Commit.Hash
 		}
 	}
-	if err := p.r.record(ctx, c, rec); err != nil {
+	if err := p.r.writeRecord(ctx, c, rec); err != nil {
 		return err
 	}
+	p.unpushed++
 	if d.Verdict == plan.Passed {
 		p.passed[d.Commit] = rec
 	}
@@ -502,11 +584,12 @@ func (r *Runner) setTarget(g *Gate, tip plumbing.Hash) {
 	r.lastTarget[g.Name] = tip
 }
 
-// fastForward moves the target branch to c, naming the old value it expects.
+// fastForward moves the target branch to c, naming the old value it expects
+// (where the pass last pushed it).
 func (p *pass) fastForward(ctx context.Context, c gitrepo.Commit) error {
 	r, g := p.r, p.g
 	start := time.Now()
-	err := r.Repo.Push(ctx, g.Target, p.target, c.Hash)
+	err := r.Repo.Push(ctx, g.Target, p.pushedTo, c.Hash)
 	if errors.Is(err, gitrepo.ErrStale) {
 		if ferr := r.Repo.Fetch(ctx, g.Target); ferr != nil {
 			return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), ferr)
@@ -523,7 +606,7 @@ func (p *pass) fastForward(ctx context.Context, c gitrepo.Commit) error {
 	if err != nil {
 		return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), err)
 	}
-	p.target, p.targetRec = c.Hash, p.passed[c.Hash.String()]
+	p.pushedTo = c.Hash
 	r.setTarget(g, c.Hash)
 	crashPoint("fast-forwarded")
 	r.log().Info("target fast-forwarded", "gate", g.Name, "branch", g.Target, "commit", short(c.Hash))
