@@ -114,7 +114,7 @@ type candidateRun struct {
 	key       string           // plan.Run.Key
 	namespace string
 	last      passedCandidate // what a control run applies
-	cache     *digestCache
+	ticket    *renderTicket   // its place among the pass's runs that render
 	emit      func(Event)
 	// settle, if set, publishes what the pass decided so far (the notes
 	// and the fast-forward) before the run starts something slow: a
@@ -159,6 +159,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		return rec, nil
 	}
 
+	defer cr.ticket.rendered()
 	tree, err := r.candidate(ctx, cr)
 	if err != nil {
 		if testenv.IsFault(err) {
@@ -189,10 +190,15 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		rec.Skipped = true
 		return finish(Passed, sameAsLastPassed)
 	}
-	if prev, ok := cr.cache.get(rec.Digest); ok {
+	prev, found, release, err := cr.ticket.judge(ctx, rec.Digest)
+	if err != nil {
+		return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
+	}
+	if found {
 		rec.Skipped = true
 		return finish(Verdict(prev.Verdict), prev.Reason)
 	}
+	defer func() { release(rec) }()
 
 	if rd.reused {
 		// The objects are shared with the render they come from.

@@ -103,7 +103,8 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 		finished: map[string]result{},
 		results:  make(chan result),
 		settles:  make(chan chan error),
-		cache:    &digestCache{seen: map[string]gitrepo.Record{}},
+		cache:    newDigestCache(),
+		pos:      map[string]int{},
 	}
 	p.st = plan.State{
 		Options: plan.Options{
@@ -123,9 +124,10 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 			p.reverts[rev.Rejected] = rev
 		}
 	}
-	for _, c := range queue {
+	for i, c := range queue {
 		id := c.Hash.String()
 		p.commits[id] = c
+		p.pos[id] = i
 		pc := plan.Commit{ID: id}
 		if rev, ok := byRevert[c.Hash]; ok {
 			pc.Reverts, pc.Ours = rev.Rejected.String(), rev.Gate == g.Name
@@ -191,6 +193,7 @@ type pass struct {
 	outstanding int
 	gen         int
 	cache       *digestCache
+	pos         map[string]int // queue position of each commit, reverts pushed included
 }
 
 type running struct {
@@ -210,25 +213,125 @@ type result struct {
 	flushed bool
 }
 
-// digestCache maps rendered digests to verdicts, shared by the runs.
+// digestCache maps rendered digests to verdicts, shared by the runs of a
+// pass, and has each rendering tested at most once per pass, by the first
+// run in queue order that renders it, as one-at-a-time gating would: a run
+// that renders a digest waits until every run ahead of it has rendered,
+// then takes the verdict the cache holds, or waits for the run testing
+// that digest to end, or claims the digest and tests it.
 type digestCache struct {
 	mu   sync.Mutex
 	seen map[string]gitrepo.Record
+	// rendering counts the runs not past their render, by queue position.
+	rendering map[int]int
+	// claims are the digests being tested, and the position of the run
+	// testing each.
+	claims map[string]int
+	// changed is closed, and replaced, whenever the above change.
+	changed chan struct{}
 }
 
-func (c *digestCache) get(digest string) (gitrepo.Record, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	rec, ok := c.seen[digest]
-	return rec, ok
+func newDigestCache() *digestCache {
+	return &digestCache{seen: map[string]gitrepo.Record{}, rendering: map[int]int{}, claims: map[string]int{}, changed: make(chan struct{})}
 }
 
-func (c *digestCache) put(rec gitrepo.Record) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *digestCache) putLocked(rec gitrepo.Record) {
 	if _, ok := c.seen[rec.Digest]; !ok {
 		c.seen[rec.Digest] = rec
+		c.broadcastLocked()
 	}
+}
+
+func (c *digestCache) broadcastLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// starting counts a run at queue position pos as rendering until its
+// ticket says otherwise. The runner calls it before the run's goroutine
+// starts, so that the runs it starts together are counted before any of
+// them judges its digest.
+func (c *digestCache) starting(pos int) *renderTicket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rendering[pos]++
+	return &renderTicket{c: c, pos: pos}
+}
+
+// renderTicket is one run's place in its digestCache.
+type renderTicket struct {
+	c    *digestCache
+	pos  int
+	done bool // past its render; guarded by c.mu
+}
+
+// rendered is the run past its render without a digest to judge, whatever
+// its outcome. It may be called again.
+func (t *renderTicket) rendered() {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.renderedLocked()
+}
+
+func (t *renderTicket) renderedLocked() {
+	if t.done {
+		return
+	}
+	t.done = true
+	if t.c.rendering[t.pos]--; t.c.rendering[t.pos] <= 0 {
+		delete(t.c.rendering, t.pos)
+	}
+	t.c.broadcastLocked()
+}
+
+// judge is what the run, which rendered digest, does about it: found, the
+// verdict of that digest; otherwise the run claims the digest, tests it,
+// and calls release with its record (a passed or failed verdict is kept
+// for the runs behind it; anything else lets another run claim the
+// digest). It waits while a run ahead of it is still rendering, and while
+// another run tests digest (one ahead of it; or, when that run was started
+// after this one, behind it). Being past its render and claiming are one
+// step, so that no run behind it claims the digest in between.
+func (t *renderTicket) judge(ctx context.Context, digest string) (rec gitrepo.Record, found bool, release func(gitrepo.Record), err error) {
+	c := t.c
+	c.mu.Lock()
+	t.renderedLocked()
+	for {
+		if rec, ok := c.seen[digest]; ok {
+			c.mu.Unlock()
+			return rec, true, nil, nil
+		}
+		_, claimed := c.claims[digest]
+		ahead := false
+		for p := range c.rendering {
+			ahead = ahead || p < t.pos
+		}
+		if !claimed && !ahead {
+			break
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return gitrepo.Record{}, false, nil, ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	c.claims[digest] = t.pos
+	c.mu.Unlock()
+	var once sync.Once
+	return gitrepo.Record{}, false, func(rec gitrepo.Record) {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			delete(c.claims, digest)
+			if rec.Digest == digest && !rec.Skipped && (rec.Verdict == string(Passed) || rec.Verdict == string(Failed)) {
+				c.putLocked(rec)
+			}
+			c.broadcastLocked()
+		})
+	}, nil
 }
 
 // run executes plan.Next until every queued commit, and every revert it
@@ -295,6 +398,7 @@ func (p *pass) steps(ctx context.Context) (again bool, err error) {
 					again = true
 				}
 				p.commits[revID] = rev.Commit
+				p.pos[revID] = len(p.pos)
 				p.st.Queue = append(p.st.Queue, plan.Commit{ID: revID, Reverts: id, Ours: rev.Gate == g.Name})
 			}
 		}
@@ -352,9 +456,6 @@ func (p *pass) steps(ctx context.Context) (again bool, err error) {
 			return again, d.err
 		}
 		p.finished[d.run.Key] = d
-		if d.rec.Digest != "" && !d.rec.Skipped {
-			p.cache.put(d.rec)
-		}
 		p.st.Observe(plan.Result{Run: d.run, Verdict: plan.Verdict(d.rec.Verdict), Reused: d.rec.Skipped})
 	}
 }
@@ -404,7 +505,6 @@ func (p *pass) start(ctx context.Context, run plan.Run) {
 		key:       run.Key,
 		namespace: RunNamespace(p.g.Name, run.Commit, run.Key),
 		last:      p.lastPassed(run.Commit),
-		cache:     p.cache,
 	}
 	for _, id := range run.Excluded {
 		cr.excluded = append(cr.excluded, p.commits[id])
@@ -436,6 +536,7 @@ func (p *pass) start(ctx context.Context, run plan.Run) {
 		}
 	}
 	rctx, cancel := context.WithCancel(ctx)
+	cr.ticket = p.cache.starting(p.pos[run.Commit])
 	p.gen++
 	p.running[run.Key] = &running{run: run, cancel: cancel, gen: p.gen}
 	p.outstanding++
