@@ -445,7 +445,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 			return gitrepo.Revert{}, err
 		} else if ok {
 			r.log().Info("commit already reverted", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev.Commit.Hash))
-			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Commit.Hash))})
+			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Commit.Hash)), Revert: rev.Commit.Hash})
 			return rev, nil
 		}
 		head, err := r.Repo.Commit(ctx, tip)
@@ -481,7 +481,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 			return gitrepo.Revert{}, err
 		}
 		r.log().Info("revert pushed", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev), slog.String("branch", r.Source))
-		r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("%s pushed to %s", short(rev), r.Source)})
+		r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("%s pushed to %s", short(rev), r.Source), Revert: rev})
 		return gitrepo.Revert{Commit: revCommit, Rejected: c.Hash, Gate: g.Name}, nil
 	}
 	return gitrepo.Revert{}, fmt.Errorf("push revert of %s: %s kept moving (%d attempts)", short(c.Hash), r.Source, attempts)

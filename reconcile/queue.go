@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -370,37 +371,44 @@ func (p *pass) steps(ctx context.Context) (again bool, err error) {
 				r.log().Info("cancelled a stale candidate", "gate", g.Name, "commit", short(plumbing.NewHash(run.Commit)), "candidate", run.Key)
 			}
 		}
+		// The verdicts and the reverts, in queue order: a failed
+		// commit's revert is pushed as soon as its verdict is decided
+		// (the crash point comes first), and its verdict is told with
+		// the revert.
 		recs := make([]gitrepo.Record, len(pl.Verdicts))
-		for i, d := range pl.Verdicts {
-			recs[i] = p.decided(d)
-			crashPoint("verdict")
-		}
-		for _, id := range pl.Revert {
-			c := p.commits[id]
-			reason := p.notes[id].Reason
-			for i, d := range pl.Verdicts {
-				if d.Commit == id {
-					reason = recs[i].Reason
+		reverts := slices.Clone(pl.Revert) // left to push, oldest first
+		revertUpTo := func(pos int) error {
+			for len(reverts) > 0 && p.pos[reverts[0]] <= pos {
+				id := reverts[0]
+				reverts = reverts[1:]
+				reason := p.notes[id].Reason
+				for i, d := range pl.Verdicts {
+					if d.Commit == id {
+						reason = recs[i].Reason
+					}
+				}
+				moved, err := p.revert(ctx, id, reason)
+				again = again || moved
+				if err != nil {
+					return err
 				}
 			}
-			rev, err := r.pushRevert(ctx, g, c, reason)
+			return nil
+		}
+		for i, d := range pl.Verdicts {
+			if err := revertUpTo(p.pos[d.Commit] - 1); err != nil {
+				return again, err
+			}
+			recs[i] = p.decided(d)
+			crashPoint("verdict")
+			err := revertUpTo(p.pos[d.Commit])
+			p.tell(d, recs[i])
 			if err != nil {
 				return again, err
 			}
-			p.reverts[c.Hash] = rev
-			p.pushed[c.Hash] = true
-			revID := rev.Commit.Hash.String()
-			if _, listed := p.commits[revID]; !listed {
-				if rev.Commit.Parent.String() != p.st.Queue[len(p.st.Queue)-1].ID {
-					// Someone pushed to the source in between: the revert
-					// sits on commits this pass has not listed. Record what
-					// is decided, then start a new pass over the new queue.
-					again = true
-				}
-				p.commits[revID] = rev.Commit
-				p.pos[revID] = len(p.pos)
-				p.st.Queue = append(p.st.Queue, plan.Commit{ID: revID, Reverts: id, Ours: rev.Gate == g.Name})
-			}
+		}
+		if err := revertUpTo(math.MaxInt); err != nil {
+			return again, err
 		}
 		for i, d := range pl.Verdicts {
 			if err := p.record(ctx, d, recs[i]); err != nil {
@@ -565,8 +573,9 @@ func (p *pass) lastPassed(id string) passedCandidate {
 	return passedCandidate{commit: p.target, tree: p.targetRec.Candidate, digest: p.targetRec.Digest}
 }
 
-// decided tells a verdict the planner decided (its run's progress events,
-// then the verdict) and returns its record, with how it was judged.
+// decided tells the progress events of the run that decided a verdict,
+// and returns the verdict's record, with how it was judged; tell says
+// the verdict.
 func (p *pass) decided(d plan.Decision) gitrepo.Record {
 	r, g := p.r, p.g
 	c := p.commits[d.Commit]
@@ -601,14 +610,49 @@ func (p *pass) decided(d plan.Decision) gitrepo.Record {
 	if d.Judgement.How != plan.Alone || d.Judgement.Reused && !p.live {
 		rec.Reason = joinReason(rec.Reason, "judged "+d.Judgement.String())
 	}
-	r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Verdict(d.Verdict), Took: rec.Durations[StepTotal], Detail: firstLines(rec.Reason, 6)})
+	return rec
+}
+
+// tell says a decided verdict: the event, with the failed commit's
+// revert when there is one, and the log line.
+func (p *pass) tell(d plan.Decision, rec gitrepo.Record) {
+	r, g := p.r, p.g
+	c := p.commits[d.Commit]
+	e := Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Verdict(d.Verdict), Took: rec.Durations[StepTotal], Detail: firstLines(rec.Reason, 6)}
+	if rev, ok := p.reverts[c.Hash]; ok && d.Verdict == plan.Failed {
+		e.Revert = rev.Commit.Hash
+	}
+	r.emit(e)
 	log := r.log().With("gate", g.Name, "commit", short(c.Hash), "took", rec.Durations[StepTotal])
 	if d.Verdict == plan.Passed {
 		log.Info("candidate passed", "skipped", rec.Skipped)
 	} else {
 		log.Warn("candidate failed", "reason", firstLines(rec.Reason, 3))
 	}
-	return rec
+}
+
+// revert pushes a revert of the failed commit id (or takes one already on
+// the source) and appends it to the queue. moved: the revert sits on
+// source commits this pass has not listed, so another pass must follow.
+func (p *pass) revert(ctx context.Context, id, reason string) (moved bool, err error) {
+	c := p.commits[id]
+	rev, err := p.r.pushRevert(ctx, p.g, c, reason)
+	if err != nil {
+		return false, err
+	}
+	p.reverts[c.Hash] = rev
+	p.pushed[c.Hash] = true
+	revID := rev.Commit.Hash.String()
+	if _, listed := p.commits[revID]; !listed {
+		// Someone pushed to the source in between: the revert sits on
+		// commits this pass has not listed. Record what is decided,
+		// then start a new pass over the new queue.
+		moved = rev.Commit.Parent.String() != p.st.Queue[len(p.st.Queue)-1].ID
+		p.commits[revID] = rev.Commit
+		p.pos[revID] = len(p.pos)
+		p.st.Queue = append(p.st.Queue, plan.Commit{ID: revID, Reverts: id, Ours: rev.Gate == p.g.Name})
+	}
+	return moved, nil
 }
 
 // record writes a decided verdict in the local notes (settle pushes

@@ -59,6 +59,10 @@ type Event struct {
 	Took    time.Duration
 	Detail  string
 	Verdict Verdict
+	// Revert is the revert commit of a failed commit: on its "revert"
+	// event, and on its "verdict" event when it was reverted (a failed
+	// verdict is told after its revert is pushed).
+	Revert plumbing.Hash
 }
 
 // Runner drains the queues of a set of gates over one repository.

@@ -6,7 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/sluice-gitops/sluice/reconcile/plan"
 )
 
 // pushLogHook is a post-receive hook that logs each push of the staging
@@ -90,6 +93,72 @@ func TestDrainPublishesOncePerSlowStep(t *testing.T) {
 			}
 			if fmt.Sprint(staging) != fmt.Sprint(want) || notes != tt.notes {
 				t.Errorf("staging took %v and the notes were pushed %d times,\nwant %v and %d", staging, notes, want, tt.notes)
+			}
+		})
+	}
+}
+
+// TestRevertGoesFirst: a failed commit's revert is pushed before any note
+// of the verdicts decided with it is pushed (a restart finds the revert or
+// nothing, never a failed note without its revert), and the revert and
+// verdict events name the revert commit, the verdict told after the revert.
+func TestRevertGoesFirst(t *testing.T) {
+	for _, strategy := range []plan.Strategy{plan.Serial, plan.Speculative, plan.Batch} {
+		t.Run(string(strategy), func(t *testing.T) {
+			f := newQueueFixture(t)
+			g := &f.runner.Gates[0]
+			g.Strategy, g.ParallelismMin, g.ParallelismMax = strategy, 1, 4
+			log := filepath.Join(t.TempDir(), "pushes.log")
+			f.srv.InstallHook(t, "desired", "post-receive", `#!/bin/sh
+while read -r old new ref; do
+	case "$ref" in
+	refs/heads/main) echo "main $new" >>`+shellWord(log)+` ;;
+	refs/notes/sluice) echo "notes $(git notes --ref=sluice list | cut -d' ' -f2 | tr '\n' ' ')" >>`+shellWord(log)+` ;;
+	esac
+done
+`)
+			var (
+				mu     sync.Mutex
+				events []Event
+			)
+			f.runner.OnEvent = func(e Event) {
+				mu.Lock()
+				events = append(events, e)
+				mu.Unlock()
+			}
+			f.push("bump A to v3", "env/a.yaml", deployment("a", "v3"))
+			b4 := f.push("bump B to v4", "env/b.yaml", deployment("b", "v4"))
+			f.push("bump A to v4", "env/a.yaml", deployment("a", "v4"))
+			if err := f.runner.RunOnce(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			revert := f.record(b4).RevertCommit
+			if revert.IsZero() {
+				t.Fatalf("b4's note names no revert")
+			}
+			b, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pushed := false
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				pushed = pushed || line == "main "+revert.String()
+				if strings.HasPrefix(line, "notes ") && strings.Contains(line, b4) && !pushed {
+					t.Errorf("b4's note was pushed before its revert:\n%s", b)
+				}
+			}
+			var told []string
+			for _, e := range events {
+				if e.Commit.Hash.String() != b4 || (e.Step != "revert" && e.Step != "verdict") {
+					continue
+				}
+				told = append(told, e.Step)
+				if e.Revert != revert {
+					t.Errorf("b4's %s event names revert %s, want %s", e.Step, e.Revert, revert)
+				}
+			}
+			if fmt.Sprint(told) != "[revert verdict]" {
+				t.Errorf("b4's events: %v, want the revert, then the verdict", told)
 			}
 		})
 	}
