@@ -84,3 +84,54 @@ func BenchmarkDrainQueue(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N*queued), "ms/commit")
 }
+
+// BenchmarkDrainDocCommits measures the drain of 100 documentation commits
+// (each changes only README.md) on a gate of 100 services (200 objects),
+// against the real Git server with the stand-in cluster: the first commit
+// is rendered and tested, every later one renders nothing new.
+//
+//	go test -run '^$' -bench DrainDocCommits -benchtime 1x ./reconcile
+func BenchmarkDrainDocCommits(b *testing.B) {
+	const docs = 100
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		w, url := serviceRepoOnServer(b, 100)
+		if err := w.Push(b, "HEAD:refs/heads/staging"); err != nil {
+			b.Fatal(err)
+		}
+		for n := range docs {
+			w.Write(b, "README.md", fmt.Sprintf("# desired state\n\nedit %d\n", n))
+			w.Commit(b, fmt.Sprintf("docs %d", n))
+		}
+		if err := w.Push(b, "HEAD:refs/heads/main"); err != nil {
+			b.Fatal(err)
+		}
+		repo, err := gitrepo.Open(context.Background(), gitrepo.Options{URL: url})
+		if err != nil {
+			b.Fatal(err)
+		}
+		env := &fakeEnv{}
+		r := &Runner{
+			Repo: repo, Source: "main", Env: env,
+			Gates: []Gate{{Name: "staging", Path: "environments/staging", Target: "staging", Revert: true,
+				InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, OnceAttempts: 1}},
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Key: testKey,
+		}
+		b.StartTimer()
+		start := time.Now()
+		if err := r.RunOnce(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		total += took
+		b.StopTimer()
+		if got := env.calls(); got != 1 {
+			b.Fatalf("%d candidates ran on the cluster, want 1", got)
+		}
+		b.Logf("drained %d documentation commits in %s", docs, took.Round(time.Millisecond))
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/drain")
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N*docs), "ms/commit")
+}

@@ -45,12 +45,8 @@ func (r *Runner) readRecord(ctx context.Context, gate string, c plumbing.Hash) (
 // record signs rec for c, writes it into c's note, keeping other gates'
 // records, and pushes the notes.
 func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) error {
-	signed, err := r.Key.SignRecord(c.Hash, rec)
-	if err != nil {
-		return fmt.Errorf("sign note of %s: %w", short(c.Hash), err)
-	}
-	if err := r.Repo.SetRecord(ctx, c.Hash, signed); err != nil {
-		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
+	if err := r.writeRecord(ctx, c, rec); err != nil {
+		return err
 	}
 	// PushNotes's errors say "push notes" themselves.
 	if err := r.Repo.PushNotes(ctx); err != nil {
@@ -58,6 +54,19 @@ func (r *Runner) record(ctx context.Context, c gitrepo.Commit, rec gitrepo.Recor
 	}
 	if rec.Verdict != string(Error) {
 		r.stepped(rec.Gate)
+	}
+	return nil
+}
+
+// writeRecord signs rec for c and writes it into c's local note, keeping
+// other gates' records; PushNotes publishes it.
+func (r *Runner) writeRecord(ctx context.Context, c gitrepo.Commit, rec gitrepo.Record) error {
+	signed, err := r.Key.SignRecord(c.Hash, rec)
+	if err != nil {
+		return fmt.Errorf("sign note of %s: %w", short(c.Hash), err)
+	}
+	if err := r.Repo.SetRecord(ctx, c.Hash, signed); err != nil {
+		return fmt.Errorf("write note of %s: %w", short(c.Hash), err)
 	}
 	return nil
 }
@@ -105,8 +114,19 @@ type candidateRun struct {
 	key       string           // plan.Run.Key
 	namespace string
 	last      passedCandidate // what a control run applies
-	cache     *digestCache
+	ticket    *renderTicket   // its place among the pass's runs that render
 	emit      func(Event)
+	// settle, if set, publishes what the pass decided so far (the notes
+	// and the fast-forward) before the run starts something slow: a
+	// render, a test.
+	settle func(context.Context) error
+}
+
+func (cr *candidateRun) settled(ctx context.Context) error {
+	if cr.settle == nil {
+		return nil
+	}
+	return cr.settle(ctx)
 }
 
 // passedCandidate is the last passed candidate before a run's commit.
@@ -139,6 +159,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		return rec, nil
 	}
 
+	defer cr.ticket.rendered()
 	tree, err := r.candidate(ctx, cr)
 	if err != nil {
 		if testenv.IsFault(err) {
@@ -149,7 +170,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 	rec.Candidate = tree
 
 	start := time.Now()
-	objs, err := r.render(ctx, tree, g.Path)
+	rd, err := r.renderCandidate(ctx, g, tree, cr.settled)
 	rec.Durations[StepRender] = time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		if testenv.IsFault(err) {
@@ -158,17 +179,34 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		}
 		return rec, err
 	}
-	rec.Digest = manifests.Digest(objs)
-	cr.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: fmt.Sprintf("%d objects", len(objs))})
+	objs := rd.objs
+	rec.Digest = rd.digest
+	detail := fmt.Sprintf("%d objects", len(objs))
+	if rd.reused {
+		detail = "unchanged inputs, " + detail
+	}
+	cr.emit(Event{Gate: g.Name, Commit: c, Step: StepRender, Took: rec.Durations[StepRender], Detail: detail})
 	if rec.Digest == cr.last.digest {
 		rec.Skipped = true
 		return finish(Passed, sameAsLastPassed)
 	}
-	if prev, ok := cr.cache.get(rec.Digest); ok {
+	prev, found, release, err := cr.ticket.judge(ctx, rec.Digest)
+	if err != nil {
+		return rec, fmt.Errorf("test %s: %w", short(c.Hash), err)
+	}
+	if found {
 		rec.Skipped = true
 		return finish(Verdict(prev.Verdict), prev.Reason)
 	}
+	defer func() { release(rec) }()
 
+	if rd.reused {
+		// The objects are shared with the render they come from.
+		objs = make([]*unstructured.Unstructured, len(rd.objs))
+		for i, o := range rd.objs {
+			objs[i] = o.DeepCopy()
+		}
+	}
 	spec := testenv.TestSpec{
 		Gate:          g.Name,
 		Commit:        c.Hash.String(),
@@ -182,6 +220,9 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		Commands:      g.Commands,
 
 		ApplyConcurrency: g.ApplyConcurrency,
+	}
+	if err := cr.settled(ctx); err != nil {
+		return rec, err
 	}
 	durations, err := r.env(g).Test(ctx, spec, stepFunc(cr.emit, g.Name, c))
 	err = stopForeign(g, err)
@@ -286,8 +327,64 @@ func (r *Runner) candidate(ctx context.Context, cr *candidateRun) (plumbing.Hash
 	return tree, nil
 }
 
+// rendered is a gate's render of a candidate tree: what it read, its
+// objects (shared: a run that changes them copies them first) and digest.
+type rendered struct {
+	tree   plumbing.Hash
+	reads  manifests.ReadSet
+	objs   []*unstructured.Unstructured
+	digest string
+	reused bool // taken from the gate's last render, not rendered
+}
+
+// renderCandidate renders gate g's path from a candidate tree, unless the
+// gate's last successful render read nothing this tree changes: then its
+// objects and digest are this tree's too (sameRender), and reused. Any
+// doubt (no last render, trees that cannot be compared) means a render,
+// after before. The last render is kept per gate, in memory, for the runs
+// of every pass.
+func (r *Runner) renderCandidate(ctx context.Context, g *Gate, tree plumbing.Hash, before func(context.Context) error) (rendered, error) {
+	r.mu.Lock()
+	last, ok := r.renders[g.Name]
+	r.mu.Unlock()
+	if ok && (last.tree == tree || r.unchangedInputs(ctx, last, tree)) {
+		last.tree, last.reused = tree, true
+		return last, nil
+	}
+	if err := before(ctx); err != nil {
+		return rendered{}, err
+	}
+	objs, reads, err := r.renderReads(ctx, tree, g.Path, true)
+	if err != nil {
+		return rendered{}, err
+	}
+	rd := rendered{tree: tree, reads: reads, objs: objs, digest: manifests.Digest(objs)}
+	if !reads.Empty() {
+		r.mu.Lock()
+		if r.renders == nil {
+			r.renders = map[string]rendered{}
+		}
+		r.renders[g.Name] = rd
+		r.mu.Unlock()
+	}
+	return rd, nil
+}
+
+// unchangedInputs reports whether tree differs from last's tree only at
+// paths last's render did not read.
+func (r *Runner) unchangedInputs(ctx context.Context, last rendered, tree plumbing.Hash) bool {
+	changed, err := r.Repo.ChangedPaths(ctx, last.tree, tree)
+	return err == nil && sameRender(last.reads, changed)
+}
+
 // render builds the gate's kustomization from a candidate tree.
 func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([]*unstructured.Unstructured, error) {
+	objs, _, err := r.renderReads(ctx, tree, path, false)
+	return objs, err
+}
+
+// renderReads is render that also returns what it read, when asked.
+func (r *Runner) renderReads(ctx context.Context, tree plumbing.Hash, path string, withReads bool) ([]*unstructured.Unstructured, manifests.ReadSet, error) {
 	opts := r.Render
 	if opts == (manifests.RenderOptions{}) {
 		opts = manifests.DefaultRenderOptions()
@@ -296,22 +393,30 @@ func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([
 	fsys, err := r.Repo.TreeFS(ctx, tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 	if err != nil {
 		if errors.As(err, &te) {
-			return nil, &testenv.Fault{Step: StepRender, Msg: te.Error()}
+			return nil, manifests.ReadSet{}, &testenv.Fault{Step: StepRender, Msg: te.Error()}
 		}
-		return nil, fmt.Errorf("read tree %s: %w", short(tree), err)
+		return nil, manifests.ReadSet{}, fmt.Errorf("read tree %s: %w", short(tree), err)
 	}
-	objs, err := manifests.Render(ctx, fsys, path, opts)
+	var (
+		objs  []*unstructured.Unstructured
+		reads manifests.ReadSet
+	)
+	if withReads {
+		objs, reads, err = manifests.RenderWithReads(ctx, fsys, path, opts)
+	} else {
+		objs, err = manifests.Render(ctx, fsys, path, opts)
+	}
 	if err != nil {
 		var re *manifests.RenderError
 		if errors.As(err, &re) {
-			return nil, &testenv.Fault{Step: StepRender, Msg: re.Error()}
+			return nil, manifests.ReadSet{}, &testenv.Fault{Step: StepRender, Msg: re.Error()}
 		}
 		if errors.As(err, &te) { // a tree or blob the tree reader refuses
-			return nil, &testenv.Fault{Step: StepRender, Msg: te.Error()}
+			return nil, manifests.ReadSet{}, &testenv.Fault{Step: StepRender, Msg: te.Error()}
 		}
-		return nil, fmt.Errorf("render %s: %w", path, err)
+		return nil, manifests.ReadSet{}, fmt.Errorf("render %s: %w", path, err)
 	}
-	return objs, nil
+	return objs, reads, nil
 }
 
 // pushRevert writes a revert of c on top of the source tip and pushes it,
@@ -340,7 +445,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 			return gitrepo.Revert{}, err
 		} else if ok {
 			r.log().Info("commit already reverted", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev.Commit.Hash))
-			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Commit.Hash))})
+			r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("already reverted by %s", short(rev.Commit.Hash)), Revert: rev.Commit.Hash})
 			return rev, nil
 		}
 		head, err := r.Repo.Commit(ctx, tip)
@@ -376,7 +481,7 @@ func (r *Runner) pushRevert(ctx context.Context, g *Gate, c gitrepo.Commit, reas
 			return gitrepo.Revert{}, err
 		}
 		r.log().Info("revert pushed", "gate", g.Name, "commit", short(c.Hash), "revert", short(rev), slog.String("branch", r.Source))
-		r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("%s pushed to %s", short(rev), r.Source)})
+		r.emit(Event{Gate: g.Name, Commit: c, Step: "revert", Took: time.Since(start), Detail: fmt.Sprintf("%s pushed to %s", short(rev), r.Source), Revert: rev})
 		return gitrepo.Revert{Commit: revCommit, Rejected: c.Hash, Gate: g.Name}, nil
 	}
 	return gitrepo.Revert{}, fmt.Errorf("push revert of %s: %s kept moving (%d attempts)", short(c.Hash), r.Source, attempts)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -93,6 +94,7 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 		g:        g,
 		live:     !speculative(g),
 		target:   target,
+		pushedTo: target,
 		commits:  map[string]gitrepo.Commit{},
 		reverts:  map[plumbing.Hash]gitrepo.Revert{},
 		pushed:   map[plumbing.Hash]bool{},
@@ -101,7 +103,9 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 		running:  map[string]*running{},
 		finished: map[string]result{},
 		results:  make(chan result),
-		cache:    &digestCache{seen: map[string]gitrepo.Record{}},
+		settles:  make(chan chan error),
+		cache:    newDigestCache(),
+		pos:      map[string]int{},
 	}
 	p.st = plan.State{
 		Options: plan.Options{
@@ -121,9 +125,10 @@ func (r *Runner) newPass(ctx context.Context, g *Gate) (*pass, error) {
 			p.reverts[rev.Rejected] = rev
 		}
 	}
-	for _, c := range queue {
+	for i, c := range queue {
 		id := c.Hash.String()
 		p.commits[id] = c
+		p.pos[id] = i
 		pc := plan.Commit{ID: id}
 		if rev, ok := byRevert[c.Hash]; ok {
 			pc.Reverts, pc.Ours = rev.Rejected.String(), rev.Gate == g.Name
@@ -169,8 +174,11 @@ type pass struct {
 	// decided, so that concurrent runs do not interleave.
 	live      bool
 	st        plan.State
-	target    plumbing.Hash                    // the target branch's tip
+	target    plumbing.Hash                    // the target branch's tip, once the fast-forward planned is pushed
 	targetRec gitrepo.Record                   // its record, when it passed
+	pushedTo  plumbing.Hash                    // the target branch's tip on the remote
+	unpushed  int                              // verdicts written in the local notes only
+	settleErr error                            // the publishing that failed, if one did
 	commits   map[string]gitrepo.Commit        // the queue and the reverts pushed, by id
 	reverts   map[plumbing.Hash]gitrepo.Revert // rejected commit -> its first revert
 	pushed    map[plumbing.Hash]bool           // rejected commits whose revert this pass pushed or took
@@ -179,10 +187,14 @@ type pass struct {
 	running   map[string]*running              // by run key
 	finished  map[string]result                // by run key
 	results   chan result
+	// settles are the runs' requests to publish what is decided
+	// (candidateRun.settle); each gets settle's error.
+	settles chan chan error
 	// outstanding counts run goroutines that have not sent their result.
 	outstanding int
 	gen         int
 	cache       *digestCache
+	pos         map[string]int // queue position of each commit, reverts pushed included
 }
 
 type running struct {
@@ -202,35 +214,153 @@ type result struct {
 	flushed bool
 }
 
-// digestCache maps rendered digests to verdicts, shared by the runs.
+// digestCache maps rendered digests to verdicts, shared by the runs of a
+// pass, and has each rendering tested at most once per pass, by the first
+// run in queue order that renders it, as one-at-a-time gating would: a run
+// that renders a digest waits until every run ahead of it has rendered,
+// then takes the verdict the cache holds, or waits for the run testing
+// that digest to end, or claims the digest and tests it.
 type digestCache struct {
 	mu   sync.Mutex
 	seen map[string]gitrepo.Record
+	// rendering counts the runs not past their render, by queue position.
+	rendering map[int]int
+	// claims are the digests being tested, and the position of the run
+	// testing each.
+	claims map[string]int
+	// changed is closed, and replaced, whenever the above change.
+	changed chan struct{}
 }
 
-func (c *digestCache) get(digest string) (gitrepo.Record, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	rec, ok := c.seen[digest]
-	return rec, ok
+func newDigestCache() *digestCache {
+	return &digestCache{seen: map[string]gitrepo.Record{}, rendering: map[int]int{}, claims: map[string]int{}, changed: make(chan struct{})}
 }
 
-func (c *digestCache) put(rec gitrepo.Record) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *digestCache) putLocked(rec gitrepo.Record) {
 	if _, ok := c.seen[rec.Digest]; !ok {
 		c.seen[rec.Digest] = rec
+		c.broadcastLocked()
 	}
+}
+
+func (c *digestCache) broadcastLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// starting counts a run at queue position pos as rendering until its
+// ticket says otherwise. The runner calls it before the run's goroutine
+// starts, so that the runs it starts together are counted before any of
+// them judges its digest.
+func (c *digestCache) starting(pos int) *renderTicket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rendering[pos]++
+	return &renderTicket{c: c, pos: pos}
+}
+
+// renderTicket is one run's place in its digestCache.
+type renderTicket struct {
+	c    *digestCache
+	pos  int
+	done bool // past its render; guarded by c.mu
+}
+
+// rendered is the run past its render without a digest to judge, whatever
+// its outcome. It may be called again.
+func (t *renderTicket) rendered() {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.renderedLocked()
+}
+
+func (t *renderTicket) renderedLocked() {
+	if t.done {
+		return
+	}
+	t.done = true
+	if t.c.rendering[t.pos]--; t.c.rendering[t.pos] <= 0 {
+		delete(t.c.rendering, t.pos)
+	}
+	t.c.broadcastLocked()
+}
+
+// judge is what the run, which rendered digest, does about it: found, the
+// verdict of that digest; otherwise the run claims the digest, tests it,
+// and calls release with its record (a passed or failed verdict is kept
+// for the runs behind it; anything else lets another run claim the
+// digest). It waits while a run ahead of it is still rendering, and while
+// another run tests digest (one ahead of it; or, when that run was started
+// after this one, behind it). Being past its render and claiming are one
+// step, so that no run behind it claims the digest in between.
+func (t *renderTicket) judge(ctx context.Context, digest string) (rec gitrepo.Record, found bool, release func(gitrepo.Record), err error) {
+	c := t.c
+	c.mu.Lock()
+	t.renderedLocked()
+	for {
+		if rec, ok := c.seen[digest]; ok {
+			c.mu.Unlock()
+			return rec, true, nil, nil
+		}
+		_, claimed := c.claims[digest]
+		ahead := false
+		for p := range c.rendering {
+			ahead = ahead || p < t.pos
+		}
+		if !claimed && !ahead {
+			break
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return gitrepo.Record{}, false, nil, ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	c.claims[digest] = t.pos
+	c.mu.Unlock()
+	var once sync.Once
+	return gitrepo.Record{}, false, func(rec gitrepo.Record) {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			delete(c.claims, digest)
+			if rec.Digest == digest && !rec.Skipped && (rec.Verdict == string(Passed) || rec.Verdict == string(Failed)) {
+				c.putLocked(rec)
+			}
+			c.broadcastLocked()
+		})
+	}, nil
 }
 
 // run executes plan.Next until every queued commit, and every revert it
 // pushes, has a verdict. For each plan: cancel the stale runs; tell the
 // verdicts decided; push the reverts they call for; write the verdicts in
-// queue order (after the reverts, so that a restart finds the note or the
-// revert and never repeats one); fast-forward; start the new runs, each in
-// its own goroutine, context and namespace. An infrastructure error of a
-// run ends the pass with it (the caller backs off and tries again).
+// the local notes in queue order (after the reverts, so that a restart
+// finds the note or the revert and never repeats one); plan the
+// fast-forward; start the new runs, each in its own goroutine, context and
+// namespace. An infrastructure error of a run ends the pass with it (the
+// caller backs off and tries again).
+//
+// What is decided is published (settle: the notes pushed, then the target
+// fast-forwarded to the furthest commit planned) once, before a run starts
+// something slow (a render, a test) and when the pass ends, rather than
+// per verdict: a queue whose commits render nothing new costs two pushes,
+// not two per commit. A crash before that loses written verdicts, never
+// an action: the fast-forward follows the notes, and a revert precedes
+// them.
 func (p *pass) run(ctx context.Context) (again bool, err error) {
+	again, err = p.steps(ctx)
+	if serr := p.settle(ctx); err == nil {
+		err = serr
+	}
+	return again, err
+}
+
+// steps is run without the last settle.
+func (p *pass) steps(ctx context.Context) (again bool, err error) {
 	r, g := p.r, p.g
 	for {
 		pl := plan.Next(p.st)
@@ -241,46 +371,53 @@ func (p *pass) run(ctx context.Context) (again bool, err error) {
 				r.log().Info("cancelled a stale candidate", "gate", g.Name, "commit", short(plumbing.NewHash(run.Commit)), "candidate", run.Key)
 			}
 		}
+		// The verdicts and the reverts, in queue order: a failed
+		// commit's revert is pushed as soon as its verdict is decided
+		// (the crash point comes first), and its verdict is told with
+		// the revert.
 		recs := make([]gitrepo.Record, len(pl.Verdicts))
-		for i, d := range pl.Verdicts {
-			recs[i] = p.decided(d)
-			crashPoint("verdict")
-		}
-		for _, id := range pl.Revert {
-			c := p.commits[id]
-			reason := p.notes[id].Reason
-			for i, d := range pl.Verdicts {
-				if d.Commit == id {
-					reason = recs[i].Reason
+		reverts := slices.Clone(pl.Revert) // left to push, oldest first
+		revertUpTo := func(pos int) error {
+			for len(reverts) > 0 && p.pos[reverts[0]] <= pos {
+				id := reverts[0]
+				reverts = reverts[1:]
+				reason := p.notes[id].Reason
+				for i, d := range pl.Verdicts {
+					if d.Commit == id {
+						reason = recs[i].Reason
+					}
+				}
+				moved, err := p.revert(ctx, id, reason)
+				again = again || moved
+				if err != nil {
+					return err
 				}
 			}
-			rev, err := r.pushRevert(ctx, g, c, reason)
+			return nil
+		}
+		for i, d := range pl.Verdicts {
+			if err := revertUpTo(p.pos[d.Commit] - 1); err != nil {
+				return again, err
+			}
+			recs[i] = p.decided(d)
+			crashPoint("verdict")
+			err := revertUpTo(p.pos[d.Commit])
+			p.tell(d, recs[i])
 			if err != nil {
 				return again, err
 			}
-			p.reverts[c.Hash] = rev
-			p.pushed[c.Hash] = true
-			revID := rev.Commit.Hash.String()
-			if _, listed := p.commits[revID]; !listed {
-				if rev.Commit.Parent.String() != p.st.Queue[len(p.st.Queue)-1].ID {
-					// Someone pushed to the source in between: the revert
-					// sits on commits this pass has not listed. Record what
-					// is decided, then start a new pass over the new queue.
-					again = true
-				}
-				p.commits[revID] = rev.Commit
-				p.st.Queue = append(p.st.Queue, plan.Commit{ID: revID, Reverts: id, Ours: rev.Gate == g.Name})
-			}
+		}
+		if err := revertUpTo(math.MaxInt); err != nil {
+			return again, err
 		}
 		for i, d := range pl.Verdicts {
 			if err := p.record(ctx, d, recs[i]); err != nil {
 				return again, err
 			}
 		}
-		if pl.FastForward != "" && p.target.String() != pl.FastForward {
-			if err := p.fastForward(ctx, p.commits[pl.FastForward]); err != nil {
-				return again, err
-			}
+		if pl.FastForward != "" {
+			p.target = plumbing.NewHash(pl.FastForward)
+			p.targetRec = p.passed[pl.FastForward]
 		}
 		if again {
 			return again, nil
@@ -297,7 +434,19 @@ func (p *pass) run(ctx context.Context) (again bool, err error) {
 		case len(p.running) == 0:
 			return again, fmt.Errorf("gate %s: the %s planner waits for no running test", g.Name, g.Strategy)
 		}
-		d := <-p.results
+		var d result
+		for waiting := true; waiting; {
+			select {
+			case d = <-p.results:
+				waiting = false
+			case reply := <-p.settles:
+				err := p.settle(ctx)
+				reply <- err
+				if err != nil {
+					return again, err
+				}
+			}
+		}
 		p.outstanding--
 		sr := p.running[d.run.Key]
 		if sr == nil || sr.gen != d.gen {
@@ -306,17 +455,43 @@ func (p *pass) run(ctx context.Context) (again bool, err error) {
 		delete(p.running, d.run.Key)
 		if d.err != nil {
 			r.emit(Event{Gate: g.Name, Commit: p.commits[d.run.Commit], Step: "verdict", Verdict: Error, Detail: d.err.Error()})
+			if err := p.settle(ctx); err != nil {
+				return again, err
+			}
 			if d.rec.Verdict == string(Error) {
 				r.recordError(ctx, p.commits[d.run.Commit], d.rec)
 			}
 			return again, d.err
 		}
 		p.finished[d.run.Key] = d
-		if d.rec.Digest != "" && !d.rec.Skipped {
-			p.cache.put(d.rec)
-		}
 		p.st.Observe(plan.Result{Run: d.run, Verdict: plan.Verdict(d.rec.Verdict), Reused: d.rec.Skipped})
 	}
+}
+
+// settle publishes what the pass decided: it pushes the verdicts written
+// in the local notes, then fast-forwards the target to the furthest commit
+// planned. Once it failed, it fails again with the same error.
+func (p *pass) settle(ctx context.Context) error {
+	if p.settleErr != nil {
+		return p.settleErr
+	}
+	if p.unpushed > 0 {
+		// PushNotes's errors say "push notes" themselves.
+		if err := p.r.Repo.PushNotes(ctx); err != nil {
+			p.settleErr = err
+			return err
+		}
+		for ; p.unpushed > 0; p.unpushed-- {
+			p.r.stepped(p.g.Name)
+		}
+	}
+	if p.target != p.pushedTo {
+		if err := p.fastForward(ctx, p.commits[p.target.String()]); err != nil {
+			p.settleErr = err
+			return err
+		}
+	}
+	return nil
 }
 
 // stopAll cancels the runs still going and waits for every goroutine, so
@@ -338,7 +513,6 @@ func (p *pass) start(ctx context.Context, run plan.Run) {
 		key:       run.Key,
 		namespace: RunNamespace(p.g.Name, run.Commit, run.Key),
 		last:      p.lastPassed(run.Commit),
-		cache:     p.cache,
 	}
 	for _, id := range run.Excluded {
 		cr.excluded = append(cr.excluded, p.commits[id])
@@ -348,6 +522,20 @@ func (p *pass) start(ctx context.Context, run plan.Run) {
 		events []Event
 	)
 	cr.emit = p.r.emit
+	cr.settle = func(ctx context.Context) error {
+		reply := make(chan error, 1)
+		select {
+		case p.settles <- reply:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case err := <-reply:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if !p.live {
 		cr.emit = func(e Event) {
 			mu.Lock()
@@ -356,6 +544,7 @@ func (p *pass) start(ctx context.Context, run plan.Run) {
 		}
 	}
 	rctx, cancel := context.WithCancel(ctx)
+	cr.ticket = p.cache.starting(p.pos[run.Commit])
 	p.gen++
 	p.running[run.Key] = &running{run: run, cancel: cancel, gen: p.gen}
 	p.outstanding++
@@ -384,8 +573,9 @@ func (p *pass) lastPassed(id string) passedCandidate {
 	return passedCandidate{commit: p.target, tree: p.targetRec.Candidate, digest: p.targetRec.Digest}
 }
 
-// decided tells a verdict the planner decided (its run's progress events,
-// then the verdict) and returns its record, with how it was judged.
+// decided tells the progress events of the run that decided a verdict,
+// and returns the verdict's record, with how it was judged; tell says
+// the verdict.
 func (p *pass) decided(d plan.Decision) gitrepo.Record {
 	r, g := p.r, p.g
 	c := p.commits[d.Commit]
@@ -420,17 +610,53 @@ func (p *pass) decided(d plan.Decision) gitrepo.Record {
 	if d.Judgement.How != plan.Alone || d.Judgement.Reused && !p.live {
 		rec.Reason = joinReason(rec.Reason, "judged "+d.Judgement.String())
 	}
-	r.emit(Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Verdict(d.Verdict), Took: rec.Durations[StepTotal], Detail: firstLines(rec.Reason, 6)})
+	return rec
+}
+
+// tell says a decided verdict: the event, with the failed commit's
+// revert when there is one, and the log line.
+func (p *pass) tell(d plan.Decision, rec gitrepo.Record) {
+	r, g := p.r, p.g
+	c := p.commits[d.Commit]
+	e := Event{Gate: g.Name, Commit: c, Step: "verdict", Verdict: Verdict(d.Verdict), Took: rec.Durations[StepTotal], Detail: firstLines(rec.Reason, 6)}
+	if rev, ok := p.reverts[c.Hash]; ok && d.Verdict == plan.Failed {
+		e.Revert = rev.Commit.Hash
+	}
+	r.emit(e)
 	log := r.log().With("gate", g.Name, "commit", short(c.Hash), "took", rec.Durations[StepTotal])
 	if d.Verdict == plan.Passed {
 		log.Info("candidate passed", "skipped", rec.Skipped)
 	} else {
 		log.Warn("candidate failed", "reason", firstLines(rec.Reason, 3))
 	}
-	return rec
 }
 
-// record writes a decided verdict, naming the revert of a failed commit
+// revert pushes a revert of the failed commit id (or takes one already on
+// the source) and appends it to the queue. moved: the revert sits on
+// source commits this pass has not listed, so another pass must follow.
+func (p *pass) revert(ctx context.Context, id, reason string) (moved bool, err error) {
+	c := p.commits[id]
+	rev, err := p.r.pushRevert(ctx, p.g, c, reason)
+	if err != nil {
+		return false, err
+	}
+	p.reverts[c.Hash] = rev
+	p.pushed[c.Hash] = true
+	revID := rev.Commit.Hash.String()
+	if _, listed := p.commits[revID]; !listed {
+		// Someone pushed to the source in between: the revert sits on
+		// commits this pass has not listed. Record what is decided,
+		// then start a new pass over the new queue.
+		moved = rev.Commit.Parent.String() != p.st.Queue[len(p.st.Queue)-1].ID
+		p.commits[revID] = rev.Commit
+		p.pos[revID] = len(p.pos)
+		p.st.Queue = append(p.st.Queue, plan.Commit{ID: revID, Reverts: id, Ours: rev.Gate == p.g.Name})
+	}
+	return moved, nil
+}
+
+// record writes a decided verdict in the local notes (settle pushes
+// them), naming the revert of a failed commit
 // that this pass pushed, or took from the source (another gate's), or
 // that Sluice wrote for this gate.
 func (p *pass) record(ctx context.Context, d plan.Decision, rec gitrepo.Record) error {
@@ -440,9 +666,10 @@ func (p *pass) record(ctx context.Context, d plan.Decision, rec gitrepo.Record) 
 			rec.RevertCommit = rev.Commit.Hash
 		}
 	}
-	if err := p.r.record(ctx, c, rec); err != nil {
+	if err := p.r.writeRecord(ctx, c, rec); err != nil {
 		return err
 	}
+	p.unpushed++
 	if d.Verdict == plan.Passed {
 		p.passed[d.Commit] = rec
 	}
@@ -502,11 +729,12 @@ func (r *Runner) setTarget(g *Gate, tip plumbing.Hash) {
 	r.lastTarget[g.Name] = tip
 }
 
-// fastForward moves the target branch to c, naming the old value it expects.
+// fastForward moves the target branch to c, naming the old value it expects
+// (where the pass last pushed it).
 func (p *pass) fastForward(ctx context.Context, c gitrepo.Commit) error {
 	r, g := p.r, p.g
 	start := time.Now()
-	err := r.Repo.Push(ctx, g.Target, p.target, c.Hash)
+	err := r.Repo.Push(ctx, g.Target, p.pushedTo, c.Hash)
 	if errors.Is(err, gitrepo.ErrStale) {
 		if ferr := r.Repo.Fetch(ctx, g.Target); ferr != nil {
 			return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), ferr)
@@ -523,7 +751,7 @@ func (p *pass) fastForward(ctx context.Context, c gitrepo.Commit) error {
 	if err != nil {
 		return fmt.Errorf("fast-forward %s to %s: %w", g.Target, short(c.Hash), err)
 	}
-	p.target, p.targetRec = c.Hash, p.passed[c.Hash.String()]
+	p.pushedTo = c.Hash
 	r.setTarget(g, c.Hash)
 	crashPoint("fast-forwarded")
 	r.log().Info("target fast-forwarded", "gate", g.Name, "branch", g.Target, "commit", short(c.Hash))

@@ -512,7 +512,7 @@ func TestSerialProgressIsLive(t *testing.T) {
 	}
 	want := []string{
 		a3[:7] + " render ", a3[:7] + " apply ", a3[:7] + " verdict passed", a3[:7] + " fast-forward ",
-		b4[:7] + " render ", b4[:7] + " apply ", b4[:7] + " verdict failed", b4[:7] + " revert ",
+		b4[:7] + " render ", b4[:7] + " apply ", b4[:7] + " revert ", b4[:7] + " verdict failed", // told with its revert
 	}
 	mu.Lock()
 	defer mu.Unlock()

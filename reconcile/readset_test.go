@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -345,4 +346,72 @@ func BenchmarkSameRender(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestDrainRendersOnlyWhatChangesItsInputs: a gate renders a candidate
+// only when its tree differs from the last rendered one at a path that
+// render read; otherwise it reuses that render's objects and digest, and
+// says so. The last render outlives the pass (a later RunOnce reuses it).
+// A reused render must still give the verdicts a render gives: the bump
+// after the docs is rendered and tested, the breaking one fails.
+func TestDrainRendersOnlyWhatChangesItsInputs(t *testing.T) {
+	f := newQueueFixture(t)
+	var (
+		mu      sync.Mutex
+		renders = map[string]string{} // subject -> render detail
+	)
+	f.runner.OnEvent = func(e Event) {
+		if e.Step == StepRender {
+			mu.Lock()
+			renders[e.Commit.Subject] = e.Detail
+			mu.Unlock()
+		}
+	}
+	type commit struct {
+		subject, path, content string
+		reused                 bool
+		verdict                Verdict
+	}
+	rounds := [][]commit{{
+		{"docs", "README.md", "hello\n", false, Passed}, // nothing rendered yet in this process
+		{"more docs", "README.md", "hello again\n", true, Passed},
+		{"notes beside the kustomization", "env/NOTES.md", "notes\n", true, Passed},
+		{"bump A to v3", "env/a.yaml", deployment("a", "v3"), false, Passed},
+		{"docs after the bump", "README.md", "bye\n", true, Passed},
+		{"bump B to v4", "env/b.yaml", deployment("b", "v4"), false, Failed},
+		// Its candidate has b4 reverted out: b.yaml differs from b4's render.
+		{"docs after the broken bump", "docs/x.md", "x\n", false, Passed},
+	}, {
+		{"docs in the next run", "README.md", "next\n", true, Passed},
+		{"kustomization.yml beside kustomization.yaml", "env/kustomization.yml", "resources: [a.yaml]\n", false, Failed},
+	}}
+	for _, round := range rounds {
+		shas := map[string]string{}
+		for _, c := range round {
+			shas[c.subject] = f.push(c.subject, c.path, c.content)
+		}
+		if err := f.runner.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range round {
+			mu.Lock()
+			detail, ok := renders[c.subject]
+			mu.Unlock()
+			if reused := strings.HasPrefix(detail, "unchanged inputs, "); !ok || reused != c.reused {
+				t.Errorf("%s: render %q, want reused %v", c.subject, detail, c.reused)
+			}
+			if rec := f.record(shas[c.subject]); Verdict(rec.Verdict) != c.verdict {
+				t.Errorf("%s: %s, want %s (%s)", c.subject, rec.Verdict, c.verdict, rec.Reason)
+			}
+		}
+		// b4's revert has the tree of the candidate before it.
+		mu.Lock()
+		if detail := renders[`Revert "bump B to v4"`]; len(shas) == 7 && !strings.HasPrefix(detail, "unchanged inputs, ") {
+			t.Errorf("b4's revert: render %q, want reused (%q)", detail, renders)
+		}
+		mu.Unlock()
+	}
+	if got := f.env.calls(); got != 3 {
+		t.Errorf("%d candidates tested, want 3 (the first docs, a3, b4): %v", got, f.env.tested)
+	}
 }

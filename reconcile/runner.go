@@ -61,6 +61,10 @@ type Event struct {
 	Took    time.Duration
 	Detail  string
 	Verdict Verdict
+	// Revert is the revert commit of a failed commit: on its "revert"
+	// event, and on its "verdict" event when it was reverted (a failed
+	// verdict is told after its revert is pushed).
+	Revert plumbing.Hash
 }
 
 // Runner drains the queues of a set of gates over one repository.
@@ -96,6 +100,7 @@ type Runner struct {
 	pushes     int                      // pushes to the source branch so far
 	wakers     map[string]chan struct{} // gate -> its wake-up, while Run runs
 	unverified map[string]bool          // gate/commit -> an unverifiable record was logged
+	renders    map[string]rendered      // gate -> its last successful render
 }
 
 // attempt counts a test of c by gate that ended in error and returns how

@@ -67,7 +67,6 @@ func startForge(ctx context.Context, cfg *config.Config, r *reconcile.Runner, pu
 		feed.gates[g.Name] = forgeGate{
 			target: g.Target,
 			serial: g.Strategy == "" || g.Strategy == "serial",
-			revert: g.Revert,
 		}
 	}
 	repo, source := r.Repo, r.Source
@@ -104,7 +103,6 @@ const (
 type forgeGate struct {
 	target string
 	serial bool // the test namespace is manifests.TestNamespace's
-	revert bool
 }
 
 // forgeFeed turns the runner's events into commit statuses.
@@ -152,7 +150,7 @@ func (w *forgeFeed) event(e reconcile.Event) {
 			}
 		case reconcile.Failed:
 			s.State, s.Description = forge.Failure, "rejected: "+reason
-			if g.revert {
+			if !e.Revert.IsZero() {
 				s.Description = "reverted: " + reason
 			}
 		default:

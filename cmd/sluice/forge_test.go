@@ -42,22 +42,20 @@ func TestForgeFeed(t *testing.T) {
 	a, b, c, d := commitOf(0xaa), commitOf(0xbb), commitOf(0xcc), commitOf(0xdd)
 	tests := []struct {
 		name      string
-		revert    bool
 		publicURL string
 		events    []reconcile.Event
 		want      []string
 	}{
 		{
 			name:      "each commit is pending while tested, then passes or is reverted, linking the public URL",
-			revert:    true,
 			publicURL: "https://sluice.example.com/",
 			events: []reconcile.Event{
 				{Gate: "stg", Commit: a, Step: reconcile.StepRender},
 				{Gate: "stg", Commit: a, Step: testenv.StepApply},
 				{Gate: "stg", Commit: a, Step: "verdict", Verdict: reconcile.Passed},
 				{Gate: "stg", Commit: b, Step: reconcile.StepRender},
-				{Gate: "stg", Commit: b, Step: "verdict", Verdict: reconcile.Failed, Detail: "health: a not ready\ndeployment a: 0/1"},
-				{Gate: "stg", Commit: b, Step: "revert"},
+				{Gate: "stg", Commit: b, Step: "revert", Revert: c.Hash},
+				{Gate: "stg", Commit: b, Step: "verdict", Verdict: reconcile.Failed, Detail: "health: a not ready\ndeployment a: 0/1", Revert: c.Hash},
 			},
 			want: []string{
 				`sluice/stg a pending "testing in sluice-stg-aaaaaaa" https://sluice.example.com/readyz`,
@@ -94,7 +92,7 @@ func TestForgeFeed(t *testing.T) {
 			f := &recordingForge{}
 			p := forge.NewPoster(f, forge.PosterOptions{})
 			feed := newForgeFeed(p, tt.publicURL)
-			feed.gates["stg"] = forgeGate{target: "staging", serial: true, revert: tt.revert}
+			feed.gates["stg"] = forgeGate{target: "staging", serial: true}
 			flush := runPoster(t, p)
 			for _, e := range tt.events {
 				feed.event(e)

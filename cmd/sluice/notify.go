@@ -120,15 +120,19 @@ func (w *watcher) event(e reconcile.Event) {
 			Kind: notify.Failed, Gate: e.Gate, Commit: e.Commit.Hash.String(), Subject: e.Commit.Subject,
 			Author: notify.Person{Name: e.Commit.Author.Name, Email: e.Commit.Author.Email}, Reason: e.Detail,
 		}
-		if rev, ok := w.reverted[key]; ok {
+		rev, ok := w.reverted[key]
+		if !e.Revert.IsZero() {
+			rev, ok = e.Revert.String(), true
+		}
+		if ok {
 			delete(w.reverted, key)
 			m.RevertCommit = rev
 			out = append(out, w.sendLocked(key, m))
 			break
 		}
 		w.pending[key] = m
-	case e.Step == "revert":
-		rev := revertOf(e.Detail)
+	case e.Step == "revert" && !e.Revert.IsZero():
+		rev := e.Revert.String()
 		if m, ok := w.pending[key]; ok {
 			delete(w.pending, key)
 			m.RevertCommit = rev
@@ -190,16 +194,4 @@ func (w *watcher) sendLocked(key string, m notify.Message) notify.Message {
 		w.order = w.order[1:]
 	}
 	return m
-}
-
-// revertOf reads the revert commit from a "revert" event's detail:
-// "<sha> pushed to <branch>" or "already reverted by <sha>".
-func revertOf(detail string) string {
-	if rest, ok := strings.CutPrefix(detail, "already reverted by "); ok {
-		return strings.TrimSpace(rest)
-	}
-	if sha, _, ok := strings.Cut(detail, " pushed to "); ok {
-		return sha
-	}
-	return ""
 }

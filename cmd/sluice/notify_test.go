@@ -41,8 +41,16 @@ func TestWatcherSendsOneMessagePerVerdict(t *testing.T) {
 			w.event(reconcile.Event{Gate: gate, Commit: c, Step: "verdict", Verdict: v, Detail: "render: missing.yaml"})
 		}
 	}
-	revert := func(gate string, c gitrepo.Commit, detail string) func(*watcher) {
-		return func(w *watcher) { w.event(reconcile.Event{Gate: gate, Commit: c, Step: "revert", Detail: detail}) }
+	ra, rb := commit(0xaa).Hash, commit(0xbb).Hash
+	revert := func(gate string, c gitrepo.Commit, rev plumbing.Hash) func(*watcher) {
+		return func(w *watcher) {
+			w.event(reconcile.Event{Gate: gate, Commit: c, Step: "revert", Detail: rev.String()[:7] + " pushed to main", Revert: rev})
+		}
+	}
+	reverted := func(gate string, c gitrepo.Commit, rev plumbing.Hash) func(*watcher) {
+		return func(w *watcher) {
+			w.event(reconcile.Event{Gate: gate, Commit: c, Step: "verdict", Verdict: reconcile.Failed, Detail: "render: missing.yaml", Revert: rev})
+		}
 	}
 	drained := func(gate string, err error) func(*watcher) {
 		return func(w *watcher) { w.drained(gate, err) }
@@ -62,18 +70,28 @@ func TestWatcherSendsOneMessagePerVerdict(t *testing.T) {
 	}{
 		{
 			name:   "serial: the verdict, then its revert",
-			events: []func(*watcher){verdict("staging", c1, reconcile.Failed), revert("staging", c1, "aaaaaaaaaaaa pushed to main"), drained("staging", nil)},
-			want:   []notify.Message{failed("staging", c1, "aaaaaaaaaaaa")},
+			events: []func(*watcher){verdict("staging", c1, reconcile.Failed), revert("staging", c1, ra), drained("staging", nil)},
+			want:   []notify.Message{failed("staging", c1, ra.String())},
 		},
 		{
 			name:   "speculative: the revert, then the verdict",
-			events: []func(*watcher){revert("staging", c1, "aaaaaaaaaaaa pushed to main"), verdict("staging", c1, reconcile.Failed), drained("staging", nil)},
-			want:   []notify.Message{failed("staging", c1, "aaaaaaaaaaaa")},
+			events: []func(*watcher){revert("staging", c1, ra), verdict("staging", c1, reconcile.Failed), drained("staging", nil)},
+			want:   []notify.Message{failed("staging", c1, ra.String())},
+		},
+		{
+			name:   "the revert, then the verdict that names it",
+			events: []func(*watcher){revert("staging", c1, ra), reverted("staging", c1, ra), drained("staging", nil)},
+			want:   []notify.Message{failed("staging", c1, ra.String())},
+		},
+		{
+			name:   "a verdict that names its revert is told at once",
+			events: []func(*watcher){reverted("staging", c1, ra)},
+			want:   []notify.Message{failed("staging", c1, ra.String())},
 		},
 		{
 			name:   "a revert another gate already pushed",
-			events: []func(*watcher){verdict("staging", c1, reconcile.Failed), revert("staging", c1, "already reverted by bbbbbbbbbbbb"), drained("staging", nil)},
-			want:   []notify.Message{failed("staging", c1, "bbbbbbbbbbbb")},
+			events: []func(*watcher){verdict("staging", c1, reconcile.Failed), revert("staging", c1, rb), drained("staging", nil)},
+			want:   []notify.Message{failed("staging", c1, rb.String())},
 		},
 		{
 			name:   "a gate that does not revert tells when its drain ends",
@@ -84,22 +102,22 @@ func TestWatcherSendsOneMessagePerVerdict(t *testing.T) {
 			name: "a verdict whose revert push failed is tested again and told once, with its revert",
 			events: []func(*watcher){
 				verdict("staging", c1, reconcile.Failed), drained("staging", errors.New("push revert: connection refused")),
-				verdict("staging", c1, reconcile.Failed), revert("staging", c1, "aaaaaaaaaaaa pushed to main"), drained("staging", nil),
+				verdict("staging", c1, reconcile.Failed), revert("staging", c1, ra), drained("staging", nil),
 			},
-			want: []notify.Message{failed("staging", c1, "aaaaaaaaaaaa")},
+			want: []notify.Message{failed("staging", c1, ra.String())},
 		},
 		{
 			name: "a verdict told once is not told again",
 			events: []func(*watcher){
-				verdict("staging", c1, reconcile.Failed), revert("staging", c1, "aaaaaaaaaaaa pushed to main"), drained("staging", errors.New("push notes: timeout")),
-				verdict("staging", c1, reconcile.Failed), revert("staging", c1, "already reverted by aaaaaaaaaaaa"), drained("staging", nil),
+				verdict("staging", c1, reconcile.Failed), revert("staging", c1, ra), drained("staging", errors.New("push notes: timeout")),
+				verdict("staging", c1, reconcile.Failed), revert("staging", c1, ra), drained("staging", nil),
 			},
-			want: []notify.Message{failed("staging", c1, "aaaaaaaaaaaa")},
+			want: []notify.Message{failed("staging", c1, ra.String())},
 		},
 		{
 			name:   "each gate tells its own verdict",
-			events: []func(*watcher){verdict("dev", c1, reconcile.Failed), verdict("staging", c1, reconcile.Failed), revert("staging", c1, "aaaaaaaaaaaa pushed to main"), drained("dev", nil), drained("staging", nil)},
-			want:   []notify.Message{failed("staging", c1, "aaaaaaaaaaaa"), failed("dev", c1, "")},
+			events: []func(*watcher){verdict("dev", c1, reconcile.Failed), verdict("staging", c1, reconcile.Failed), revert("staging", c1, ra), drained("dev", nil), drained("staging", nil)},
+			want:   []notify.Message{failed("staging", c1, ra.String()), failed("dev", c1, "")},
 		},
 		{
 			name:   "passed and error verdicts are not told",
@@ -248,9 +266,9 @@ func TestRunNotifiesAFailedCommitAndAStoppedGate(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(got["reason"]), "missing.yaml") {
 		t.Errorf("reason %q does not name the missing file", got["reason"])
 	}
-	// The runner's revert event names the revert by its abbreviation.
+	// The runner's events name the revert by its full id.
 	rev, _ := got["revertCommit"].(string)
-	if len(rev) < 7 || !strings.HasPrefix(revert, rev) {
+	if rev != revert {
 		t.Errorf("revertCommit %q is not main's tip %s", rev, revert)
 	}
 	delete(got, "revertCommit")
@@ -265,7 +283,7 @@ func TestRunNotifiesAFailedCommitAndAStoppedGate(t *testing.T) {
 		t.Errorf("json payload (-want +got):\n%s", diff)
 	}
 	slack := rcv.get("/slack" + secretPath)[0]
-	if text := fmt.Sprint(slack["text"]); !strings.Contains(text, "commit "+bad[:12]) || !strings.Contains(text, "reverted by "+rev+".") {
+	if text := fmt.Sprint(slack["text"]); !strings.Contains(text, "commit "+bad[:12]) || !strings.Contains(text, "reverted by "+revert[:12]+".") {
 		t.Errorf("slack text %q does not name the commit and its revert", text)
 	}
 

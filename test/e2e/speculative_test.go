@@ -228,16 +228,12 @@ echo "pass $SLUICE_COMMIT $SLUICE_NAMESPACE" >> "$log"
 }
 
 // TestSpeculativeTwoGatesDrainTogether is TestTwoGatesDrainTogether with
-// both gates speculative: the same verdicts, reverts and branches.
-//
-// Not yet which of a3 and b4 shared-dev tests: both candidates start at
-// once and render the same objects there, so whichever finishes its render
-// first is tested and the other reuses its verdict, or both are tested.
-// One-at-a-time gating tests a3 and passes b4 without a namespace; the
-// speculative runner would have to make a run wait for a run ahead of it
-// that renders the same digest (reconcile/speculate.go, specCache).
+// both gates speculative: the same verdicts, reverts and branches, and the
+// same skips: shared-dev's candidates of a3 and b4 start at once and render
+// the same objects there, and b4's waits for a3's test and passes without
+// a namespace, as one-at-a-time gating does (reconcile's digestCache).
 func TestSpeculativeTwoGatesDrainTogether(t *testing.T) {
-	s, _, b4 := drainTwoGates(t, speculativeKeys(1, 4), false)
+	s, _, b4 := drainTwoGates(t, speculativeKeys(1, 4), true)
 	// b4 was tested next to a3, before a3's verdict: speculation happened.
 	if rec := s.mustNote(b4, "failed"); !strings.Contains(rec.Reason, "speculatively") {
 		t.Errorf("b4 was not judged speculatively:\n%s", rec.Reason)
