@@ -10,13 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/internal/config"
@@ -187,9 +184,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	}
 	log := slog.New(h)
 	// The Kubernetes libraries log through logr and klog: send both to slog.
-	lr := logr.FromSlogHandler(h.WithAttrs([]slog.Attr{slog.String("component", "kubernetes")}))
-	klog.SetLogger(lr)
-	ctrllog.SetLogger(lr)
+	routeKubernetesLogs(h)
 	return log, nil
 }
 
