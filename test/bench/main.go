@@ -171,6 +171,10 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
 		}
+		// Each run's figures as soon as it ends: a long bench stopped
+		// half-way still leaves what it measured.
+		fmt.Printf("  %s: makespan %s, %d tests (%s in tests), %d reverts, peak RSS %d MiB, target %q, culprits %q\n",
+			s, r.makespan.Round(time.Second), r.tests, r.testTime.Round(time.Second), r.reverts, r.peakRSS/1024, r.target, r.culprits)
 		results = append(results, r)
 	}
 	if o.loop {
