@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-gitops/sluice/testenv"
 	"maps"
 	"slices"
 	"strconv"
@@ -17,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/sluice-gitops/sluice/manifests"
 )
@@ -48,22 +48,9 @@ type Client struct {
 
 // New connects to the cluster cfg points at.
 func New(cfg *rest.Config) (*Client, error) {
-	cfg = rest.CopyConfig(cfg)
-	if cfg.QPS == 0 {
-		// client-go's 5 requests/s would take 20s for 100 stand-ins.
-		cfg.QPS, cfg.Burst = 50, 300
-	}
-	httpClient, err := rest.HTTPClientFor(cfg)
+	c, err := testenv.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	c, err := client.New(cfg, client.Options{HTTPClient: httpClient, Mapper: mapper})
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, err
 	}
 	return &Client{c: c, now: time.Now}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -48,9 +49,15 @@ type Cluster struct {
 	envRole    *environmentRole // see UseEnvironmentRole (rbac.go)
 }
 
-// NewCluster connects to the cluster cfg points at. kubeconfig is the file
-// given to host-side test commands (empty: one is written from cfg).
-func NewCluster(cfg *rest.Config, kubeconfig string) (*Cluster, error) {
+// NewClient is the Kubernetes client Sluice uses everywhere (the test
+// environments here, the previews): a controller's rate limits unless cfg
+// sets its own, and a REST mapper that follows the cluster's kinds.
+func NewClient(cfg *rest.Config) (client.Client, error) {
+	_, _, _, c, err := connect(cfg)
+	return c, err
+}
+
+func connect(cfg *rest.Config) (*rest.Config, *http.Client, meta.RESTMapper, client.Client, error) {
 	cfg = rest.CopyConfig(cfg)
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "sluice"
@@ -65,15 +72,25 @@ func NewCluster(cfg *rest.Config, kubeconfig string) (*Cluster, error) {
 	}
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	c, err := client.New(cfg, client.Options{HTTPClient: httpClient, Mapper: mapper})
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return cfg, httpClient, mapper, c, nil
+}
+
+// NewCluster connects to the cluster cfg points at. kubeconfig is the file
+// given to host-side test commands (empty: one is written from cfg).
+func NewCluster(cfg *rest.Config, kubeconfig string) (*Cluster, error) {
+	cfg, httpClient, mapper, c, err := connect(cfg)
+	if err != nil {
+		return nil, err
 	}
 	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
 	if err != nil {
