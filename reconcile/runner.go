@@ -284,6 +284,19 @@ func (r *Runner) Wake() {
 	}
 }
 
+// WakeGates is Wake for the named gates only, e.g. those this replica
+// leads; a name the runner does not run is ignored.
+func (r *Runner) WakeGates(gates ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, g := range gates {
+		select {
+		case r.wakers[g] <- struct{}{}:
+		default: // already due, or not a gate
+		}
+	}
+}
+
 func (r *Runner) waker(gate string) chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -151,13 +151,14 @@ func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger, mon *monitor)
 	}, nil
 }
 
-// follow marks gate as led by another replica: not this one's to report.
-func (m *monitor) follow(gate string) { m.setLeading(gate, "") }
+// follow marks gate as led by another replica: not this one's to report,
+// nor to wake.
+func (m *monitor) follow(gate string) { m.setLeading(gate, false, "") }
 
 // lead marks gate as this replica's: unready until it has drained.
-func (m *monitor) lead(gate string) { m.setLeading(gate, "not drained yet") }
+func (m *monitor) lead(gate string) { m.setLeading(gate, true, "not drained yet") }
 
-func (m *monitor) setLeading(gate, state string) {
+func (m *monitor) setLeading(gate string, lead bool, state string) {
 	if m == nil {
 		return
 	}
@@ -165,4 +166,6 @@ func (m *monitor) setLeading(gate, state string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.state[gate] = state
+	m.electing = true
+	m.leading[gate] = lead
 }

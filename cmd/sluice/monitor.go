@@ -24,8 +24,8 @@ import (
 // /metrics (Prometheus) and POST /trigger (drain now: a forge's push
 // webhook points here).
 type monitor struct {
-	// wake makes every gate drain now; nil in --once, which drains anyway.
-	wake func()
+	// wake makes the named gates drain now; nil in --once, which drains anyway.
+	wake func(gates ...string)
 
 	reg          *prometheus.Registry
 	verdicts     *prometheus.CounterVec
@@ -36,7 +36,12 @@ type monitor struct {
 	lastDrain    *prometheus.GaugeVec
 
 	mu    sync.Mutex
+	gates []string          // in the config's order
 	state map[string]string // gate -> "" when its last drain succeeded, else why not
+	// electing: --leader-elect, and leading says which gates this replica
+	// leads now; without it, it leads them all.
+	electing bool
+	leading  map[string]bool
 }
 
 func newMonitor(gates []string) *monitor {
@@ -67,7 +72,9 @@ func newMonitor(gates []string) *monitor {
 			Name: "sluice_gate_last_drain_timestamp_seconds",
 			Help: "When the gate's last drain ended, as a Unix time.",
 		}, []string{"gate"}),
-		state: map[string]string{},
+		gates:   slices.Clone(gates),
+		state:   map[string]string{},
+		leading: map[string]bool{},
 	}
 	m.reg.MustRegister(m.verdicts, m.durations, m.reverts, m.fastForwards, m.up, m.lastDrain,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -145,9 +152,19 @@ func (m *monitor) handler() http.Handler {
 			http.Error(w, "not running as a daemon", http.StatusConflict)
 			return
 		}
-		m.wake()
-		w.WriteHeader(http.StatusAccepted)
-		fmt.Fprintln(w, "draining every gate now")
+		led, others := m.ledGates()
+		if len(led) == 0 {
+			fmt.Fprintln(w, "this replica leads no gate now: nothing to drain here")
+		} else {
+			m.wake(led...)
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintln(w, "draining now: "+strings.Join(led, ", "))
+		}
+		if len(others) > 0 {
+			// Each drains at its leader's next poll, or when a trigger
+			// reaches that replica.
+			fmt.Fprintln(w, "led by another replica: "+strings.Join(others, ", "))
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 	return mux
@@ -176,6 +193,21 @@ func serveMonitor(ctx context.Context, addr string, m *monitor, log *slog.Logger
 	}()
 	log.Info("serving /healthz, /readyz, /metrics and POST /trigger", "addr", ln.Addr().String())
 	return func() { <-done }, nil
+}
+
+// ledGates are the gates this process drains now, and those another
+// replica leads (--leader-elect), in the config's order.
+func (m *monitor) ledGates() (led, others []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, g := range m.gates {
+		if !m.electing || m.leading[g] {
+			led = append(led, g)
+		} else {
+			others = append(others, g)
+		}
+	}
+	return led, others
 }
 
 func firstLine(s string) string {

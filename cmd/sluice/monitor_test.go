@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/sluice-gitops/sluice/reconcile"
 	"github.com/sluice-gitops/sluice/test/gitserver"
 )
@@ -149,22 +151,61 @@ func grepLines(s, substr string) string {
 	return strings.Join(out, "\n")
 }
 
-func TestTriggerWakesOnlyADaemon(t *testing.T) {
-	m := newMonitor([]string{"staging"})
-	post := func() int {
-		rec := httptest.NewRecorder()
-		m.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/trigger", strings.NewReader(`{"ref":"refs/heads/main"}`)))
-		return rec.Code
+// TestTriggerWakesTheGatesThisReplicaLeads: POST /trigger drains now the
+// gates this process leads, and says which; with --leader-elect a gate
+// another replica leads is not woken here (its drain would not start: the
+// wake would only wait for a lease this replica may win much later).
+func TestTriggerWakesTheGatesThisReplicaLeads(t *testing.T) {
+	tests := []struct {
+		name       string
+		daemon     bool
+		lead       map[string]bool // nil: no --leader-elect
+		wantCode   int
+		wantWoken  []string
+		wantAnswer []string
+	}{
+		{name: "not a daemon", wantCode: http.StatusConflict, wantAnswer: []string{"not running as a daemon"}},
+		{name: "without leader election every gate", daemon: true, wantCode: http.StatusAccepted,
+			wantWoken: []string{"shared-dev", "staging"}, wantAnswer: []string{"draining now: shared-dev, staging"}},
+		{name: "a replica that leads one gate wakes that one", daemon: true, lead: map[string]bool{"staging": true, "shared-dev": false},
+			wantCode: http.StatusAccepted, wantWoken: []string{"staging"},
+			wantAnswer: []string{"draining now: staging", "led by another replica: shared-dev"}},
+		{name: "a replica that leads none wakes none", daemon: true, lead: map[string]bool{"staging": false, "shared-dev": false},
+			wantCode: http.StatusOK, wantAnswer: []string{"leads no gate now", "led by another replica: shared-dev, staging"}},
+		{name: "a replica that leads both wakes both", daemon: true, lead: map[string]bool{"staging": true, "shared-dev": true},
+			wantCode: http.StatusAccepted, wantWoken: []string{"shared-dev", "staging"}, wantAnswer: []string{"draining now: shared-dev, staging"}},
 	}
-	if code := post(); code != http.StatusConflict {
-		t.Errorf("POST /trigger without a daemon = %d, want 409", code)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newMonitor([]string{"shared-dev", "staging"})
+			var woken []string
+			if tt.daemon {
+				m.wake = func(gates ...string) { woken = append(woken, gates...) }
+			}
+			for _, g := range []string{"shared-dev", "staging"} {
+				if lead, ok := tt.lead[g]; ok {
+					m.lead(g) // every replica leads a gate at some point
+					if !lead {
+						m.follow(g)
+					}
+				}
+			}
+			rec := httptest.NewRecorder()
+			m.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/trigger", strings.NewReader(`{"ref":"refs/heads/main"}`)))
+			if rec.Code != tt.wantCode {
+				t.Errorf("POST /trigger = %d, want %d", rec.Code, tt.wantCode)
+			}
+			if diff := cmp.Diff(tt.wantWoken, woken); diff != "" {
+				t.Errorf("gates woken (-want +got):\n%s", diff)
+			}
+			for _, want := range tt.wantAnswer {
+				if !strings.Contains(rec.Body.String(), want) {
+					t.Errorf("answer %q does not say %q", rec.Body.String(), want)
+				}
+			}
+		})
 	}
-	woken := 0
-	m.wake = func() { woken++ }
-	if code := post(); code != http.StatusAccepted || woken != 1 {
-		t.Errorf("POST /trigger = %d and %d wakes, want 202 and 1", code, woken)
-	}
-	if code, _ := get(t, m.handler(), "/trigger"); code != http.StatusMethodNotAllowed {
+	if code, _ := get(t, newMonitor(nil).handler(), "/trigger"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /trigger = %d, want 405", code)
 	}
 }

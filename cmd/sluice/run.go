@@ -130,7 +130,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		onEvent = append(onEvent, m.event)
 		runner.OnDrain = m.drained
 		if !*once {
-			m.wake = runner.Wake
+			m.wake = runner.WakeGates
 		}
 	}
 	if len(onEvent) > 0 {
