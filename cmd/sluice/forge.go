@@ -122,9 +122,7 @@ type forgeFeed struct {
 func newForgeFeed(p *forge.Poster, publicURL string) *forgeFeed {
 	w := &forgeFeed{p: p, gates: map[string]forgeGate{}, posted: map[string]int{}, listed: make(chan string, 16)}
 	if publicURL != "" {
-		// The monitor has no status page yet; /readyz says which gates
-		// drain and why one does not.
-		w.targetURL = strings.TrimSuffix(publicURL, "/") + "/readyz"
+		w.targetURL = strings.TrimSuffix(publicURL, "/") + "/status/" // + <gate>/<full sha>: statuspage.go
 	}
 	return w
 }
@@ -137,7 +135,7 @@ func (w *forgeFeed) event(e reconcile.Event) {
 		return
 	}
 	g := w.gates[e.Gate]
-	s := forge.Status{Commit: sha, Context: statusContext(e.Gate), TargetURL: w.targetURL}
+	s := forge.Status{Commit: sha, Context: statusContext(e.Gate), TargetURL: w.link(e.Gate, sha)}
 	mark := markVerdict
 	switch e.Step {
 	case "verdict":
@@ -211,7 +209,7 @@ func (w *forgeFeed) markQueued(gate, testing string) {
 			continue
 		}
 		w.posted[gate+"/"+sha] = markQueued
-		w.p.Post(forge.Status{Commit: sha, Context: statusContext(gate), State: forge.Pending, Description: "queued", TargetURL: w.targetURL})
+		w.p.Post(forge.Status{Commit: sha, Context: statusContext(gate), State: forge.Pending, Description: "queued", TargetURL: w.link(gate, sha)})
 	}
 }
 

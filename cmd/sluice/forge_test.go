@@ -58,10 +58,10 @@ func TestForgeFeed(t *testing.T) {
 				{Gate: "stg", Commit: b, Step: "verdict", Verdict: reconcile.Failed, Detail: "health: a not ready\ndeployment a: 0/1", Revert: c.Hash},
 			},
 			want: []string{
-				`sluice/stg a pending "testing in sluice-stg-aaaaaaa" https://sluice.example.com/readyz`,
-				`sluice/stg a success "passed" https://sluice.example.com/readyz`,
-				`sluice/stg b pending "testing in sluice-stg-bbbbbbb" https://sluice.example.com/readyz`,
-				`sluice/stg b failure "reverted: health: a not ready" https://sluice.example.com/readyz`,
+				`sluice/stg a pending "testing in sluice-stg-aaaaaaa" https://sluice.example.com/status/stg/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa`,
+				`sluice/stg a success "passed" https://sluice.example.com/status/stg/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa`,
+				`sluice/stg b pending "testing in sluice-stg-bbbbbbb" https://sluice.example.com/status/stg/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb`,
+				`sluice/stg b failure "reverted: health: a not ready" https://sluice.example.com/status/stg/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb`,
 			},
 		},
 		{

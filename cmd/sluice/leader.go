@@ -163,6 +163,7 @@ func (m *monitor) setLeading(gate string, lead bool, state string) {
 		return
 	}
 	m.up.WithLabelValues(gate).Set(0)
+	m.status.leading(gate, lead)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.state[gate] = state

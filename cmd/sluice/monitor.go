@@ -21,11 +21,13 @@ import (
 
 // monitor is what `run --listen` serves: /healthz (the process is up),
 // /readyz (every gate drained at least once and its last drain succeeded),
-// /metrics (Prometheus) and POST /trigger (drain now: a forge's push
-// webhook points here).
+// /metrics (Prometheus), POST /trigger (drain now: a forge's push webhook
+// points here) and the status page, /status (statuspage.go).
 type monitor struct {
 	// wake makes the named gates drain now; nil in --once, which drains anyway.
 	wake func(gates ...string)
+	// status keeps what /status shows.
+	status *statusStore
 
 	reg          *prometheus.Registry
 	verdicts     *prometheus.CounterVec
@@ -75,6 +77,7 @@ func newMonitor(gates []string) *monitor {
 		gates:   slices.Clone(gates),
 		state:   map[string]string{},
 		leading: map[string]bool{},
+		status:  newStatusStore(gates),
 	}
 	m.reg.MustRegister(m.verdicts, m.durations, m.reverts, m.fastForwards, m.up, m.lastDrain,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -103,11 +106,13 @@ func (m *monitor) event(e reconcile.Event) {
 	case "fast-forward":
 		m.fastForwards.WithLabelValues(e.Gate).Inc()
 	}
+	m.status.event(e)
 }
 
 // drained records the result of a gate's drain (Runner.OnDrain).
 func (m *monitor) drained(gate string, err error) {
 	m.lastDrain.WithLabelValues(gate).Set(float64(time.Now().Unix()))
+	m.status.drained(gate, err)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -166,6 +171,7 @@ func (m *monitor) handler() http.Handler {
 			fmt.Fprintln(w, "led by another replica: "+strings.Join(others, ", "))
 		}
 	})
+	m.status.register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 	return mux
 }
@@ -191,7 +197,7 @@ func serveMonitor(ctx context.Context, addr string, m *monitor, log *slog.Logger
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	log.Info("serving /healthz, /readyz, /metrics and POST /trigger", "addr", ln.Addr().String())
+	log.Info("serving /healthz, /readyz, /metrics, /status and POST /trigger", "addr", ln.Addr().String())
 	return func() { <-done }, nil
 }
 

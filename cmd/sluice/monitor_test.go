@@ -59,8 +59,9 @@ func TestMonitorReadinessFollowsTheGates(t *testing.T) {
 // turns 503 when a person moves the target branch and the gate stops.
 func TestRunServesHealthAndMetrics(t *testing.T) {
 	f := newRepoFixture(t, gitserver.Options{})
+	initial := strings.TrimSpace(f.work.Git(t, "rev-parse", "HEAD"))
 	f.work.Write(t, "environments/staging/kustomization.yaml", "resources:\n  - web.yaml\n  - missing.yaml\n")
-	f.work.Commit(t, "add a resource that is not there")
+	bad := f.work.Commit(t, "add a resource that is not there <b>")
 	if err := f.work.Push(t, "HEAD:refs/heads/main"); err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +81,23 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 	waitFor(t, base+"/readyz", func(code int, body string) bool { return code == http.StatusOK })
 	if code, _ := httpGet(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
+	}
+	// The status page tells the failed commit from the events, and the
+	// commit an earlier run passed from its verified note.
+	for _, tt := range []struct{ sha, want string }{
+		{bad, `"verdict": "failed"`},
+		{bad, `"subject": "add a resource that is not there \u003cb\u003e"`},
+		{bad, `"revertCommit": "`},
+		{bad, `"from": "events"`},
+		{initial, `"verdict": "passed"`},
+		{initial, `"from": "notes"`},
+	} {
+		if code, body := httpGet(t, base+"/status/staging/"+tt.sha+"?format=json"); code != http.StatusOK || !strings.Contains(body, tt.want) {
+			t.Errorf("/status/staging/%s = %d, does not say %s:\n%s", tt.sha, code, tt.want, body)
+		}
+	}
+	if code, body := httpGet(t, base+"/status"); code != http.StatusOK || !strings.Contains(body, "add a resource that is not there &lt;b&gt;") {
+		t.Errorf("/status = %d, does not show the failed commit:\n%s", code, body)
 	}
 
 	// A person moves staging: the gate stops, and readiness says so.

@@ -43,8 +43,8 @@ func defineRunFlags(fs *pflag.FlagSet) *runFlags {
 		logFormat:  fs.String("log-format", "text", "text or json"),
 		qps:        fs.Float64("kube-api-qps", testenv.DefaultQPS, "requests per second to the Kubernetes API server"),
 		burst:      fs.Int("kube-api-burst", testenv.DefaultBurst, "burst of requests to the Kubernetes API server, above --kube-api-qps"),
-		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus) and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
-		publicURL:  fs.String("public-url", "", "the `address` people reach --listen at; commit statuses on the forge link there"),
+		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus), /status and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
+		publicURL:  fs.String("public-url", "", "the `address` people reach --listen at; commit statuses on the forge link to its /status/<gate>/<commit>"),
 		envRole:    fs.String("environment-role", "", "bind Sluice to this `ClusterRole` in each test namespace and apply through that binding only (deploy/: sluice-environment)"),
 		leader:     defineLeaderFlags(fs),
 	}
@@ -116,6 +116,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 			names[i] = g.Name
 		}
 		m := newMonitor(names)
+		m.status.useRepository(repo, key, cfg.Repository.SourceBranch, runner.Gates)
 		mon = m
 		serveCtx, stopServing := context.WithCancel(ctx)
 		wait, err := serveMonitor(serveCtx, *listen, m, log)
