@@ -305,7 +305,13 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 
 // GC removes every preview whose expiry has passed, and the HTTPRoutes of
 // previews whose namespace is gone; it returns the previews it removed.
-func (c *Client) GC(ctx context.Context) ([]string, error) {
+func (c *Client) GC(ctx context.Context) ([]string, error) { return c.GCOf(ctx, nil) }
+
+// GCOf is GC for the previews of the gates mine selects (nil: all), so
+// that replicas sharing the gates never remove the same preview. The
+// HTTPRoutes of previews whose namespace is gone belong to no gate: they
+// are removed when mine selects "".
+func (c *Client) GCOf(ctx context.Context, mine func(gate string) bool) ([]string, error) {
 	all, err := c.List(ctx)
 	if err != nil {
 		return nil, err
@@ -314,7 +320,7 @@ func (c *Client) GC(ctx context.Context) ([]string, error) {
 	live := map[string]bool{}
 	var removed []string
 	for _, p := range all {
-		if p.Terminating || !p.Expired(now) {
+		if p.Terminating || !p.Expired(now) || mine != nil && !mine(p.Gate) {
 			live[p.Name] = !p.Terminating
 			continue
 		}
@@ -322,6 +328,9 @@ func (c *Client) GC(ctx context.Context) ([]string, error) {
 			return removed, err
 		}
 		removed = append(removed, p.Name)
+	}
+	if mine != nil && !mine("") {
+		return removed, nil
 	}
 	routes := &unstructured.UnstructuredList{}
 	routes.SetGroupVersionKind(routeGVK.GroupVersion().WithKind("HTTPRouteList"))

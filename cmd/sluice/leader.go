@@ -95,7 +95,10 @@ func leaseName(gate string) string { return "sluice-" + gate }
 // lead returns the reconcile.Runner.Lead hook, or nil without --leader-elect.
 // mon (nil without --listen) reports on /readyz only the gates this process
 // leads: a gate another replica drains does not keep this one unready.
-func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger, mon *monitor) (func(context.Context, string, func(context.Context)), error) {
+// beside (nil: nothing) runs next to each gate for as long as this process
+// leads it: the gate's previews (preview_sync.go), so that two replicas
+// never keep the same preview.
+func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger, mon *monitor, beside func(context.Context, string)) (func(context.Context, string, func(context.Context)), error) {
 	if !*l.enabled {
 		return nil, nil
 	}
@@ -107,6 +110,11 @@ func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger, mon *monitor)
 	}
 	ns, id := l.leaseNamespace(), leaderIdentity()
 	log.Info("leader election per gate", "namespace", ns, "identity", id)
+	return l.leadWith(client, ns, id, log, mon, beside), nil
+}
+
+// leadWith is lead's hook over client's Leases in namespace ns, as id.
+func (l *leaderFlags) leadWith(client kubernetes.Interface, ns, id string, log *slog.Logger, mon *monitor, beside func(context.Context, string)) func(context.Context, string, func(context.Context)) {
 	return func(ctx context.Context, gate string, run func(context.Context)) {
 		lock := &resourcelock.LeaseLock{
 			LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: leaseName(gate)},
@@ -133,22 +141,44 @@ func (l *leaderFlags) lead(restCfg *rest.Config, log *slog.Logger, mon *monitor)
 				log.Error("leader election", "gate", gate, "error", err)
 				return
 			}
+			// The elector's context is its own: at shutdown the Lease is
+			// released (ReleaseOnCancel) only once the gate and what runs
+			// beside it have stopped, so the next holder never overlaps
+			// them. While waiting for the lead, ctx ends the election.
+			electCtx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
+			unhook := context.AfterFunc(ctx, stopElector)
 			done := make(chan struct{})
-			go func() { defer close(done); le.Run(ctx) }()
+			go func() { defer close(done); le.Run(electCtx) }()
 			select {
 			case lctx := <-leading:
+				unhook()
+				term, endTerm := context.WithCancel(lctx)
+				endOnCtx := context.AfterFunc(ctx, endTerm)
 				log.Info("leading gate", "gate", gate, "lease", ns+"/"+leaseName(gate))
 				mon.lead(gate)
-				run(lctx)
+				besideDone := make(chan struct{})
+				go func() {
+					defer close(besideDone)
+					if beside != nil {
+						beside(term, gate)
+					}
+				}()
+				run(term)
+				endTerm()
+				<-besideDone
+				endOnCtx()
 				mon.follow(gate)
-				<-done // the gate stopped before another term starts
+				stopElector() // releases the Lease: nothing of this term runs any more
+				<-done
 				if ctx.Err() == nil {
 					log.Warn("lost the lead of gate", "gate", gate, "lease", ns+"/"+leaseName(gate))
 				}
 			case <-done:
 			}
+			unhook()
+			stopElector()
 		}
-	}, nil
+	}
 }
 
 // follow marks gate as led by another replica: not this one's to report,

@@ -152,7 +152,10 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	}
 	defer stopForge()
 	log.Info("sluice starting", "version", version, "config", cfg.File(), "gates", len(cfg.Gates), "once", *once)
-	defer startPreviews(ctx, cfg, repo, restCfg, log, *once)() // preview.go: expiry and branch previews
+	// preview_sync.go: expiry and branch previews; with --leader-elect each
+	// gate's are kept by its leader (previewsOf, beside the gate).
+	stopPreviews, previewsOf := startPreviews(ctx, cfg, repo, restCfg, log, *once, *f.leader.enabled)
+	defer stopPreviews()
 
 	// promote.go: after each drain, what a gate passed goes to the next gate.
 	promoted, err := startPromoter(ctx, cfg, repo, key, runner, log, *once)
@@ -162,7 +165,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if *once {
 		return runOncePromoting(ctx, runner, promoted)
 	}
-	if runner.Lead, err = f.leader.lead(restCfg, log, mon); err != nil {
+	if runner.Lead, err = f.leader.lead(restCfg, log, mon, previewsOf); err != nil {
 		return err
 	}
 	return runner.Run(ctx, cfg.PollInterval.Duration)
