@@ -55,12 +55,24 @@ func syncPreviewsOf(ctx context.Context, cfg *config.Config, repo *gitrepo.Repos
 	if err != nil {
 		return err
 	}
+	// The claims of a gate's preview names depend on the gates before it
+	// only: the branches of the gates after the last one kept here are
+	// not listed.
+	last := -1
+	for i, g := range cfg.Gates {
+		if len(g.Previews.Branches) > 0 && mine(g.Name) {
+			last = i
+		}
+	}
+	if last < 0 {
+		return nil // no branch previews kept here
+	}
 	all, err := pc.List(ctx)
 	if err != nil {
 		return err
 	}
 	live := map[string]map[string]plumbing.Hash{} // gate -> branch -> tip
-	for _, gate := range cfg.Gates {
+	for _, gate := range cfg.Gates[:last+1] {
 		if len(gate.Previews.Branches) == 0 {
 			continue
 		}
