@@ -47,6 +47,7 @@ type options struct {
 	keep        bool
 	nodes       int
 	podsPerNode int
+	runFlags    []string
 }
 
 func main() {
@@ -64,7 +65,10 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (the cluster is stopped anyway)")
 	flag.IntVar(&o.nodes, "nodes", 10, "kwok nodes of the test cluster")
 	flag.IntVar(&o.podsPerNode, "pods-per-node", cluster.DefaultPodsPerNode, "Pod capacity of each kwok node")
+	var runFlags string
+	flag.StringVar(&runFlags, "run-flags", "", "more flags for `sluice run`, space-separated, e.g. \"--kube-api-qps 200\"")
 	flag.Parse()
+	o.runFlags = strings.Fields(runFlags)
 	o.strategies = strings.Split(strategies, ",")
 	if o.broken > o.commits {
 		fmt.Fprintln(os.Stderr, "bench: -broken must not exceed -commits")
@@ -367,7 +371,8 @@ gates:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return result{}, err
 	}
-	cmd := exec.CommandContext(ctx, b.o.sluice, "run", "--once", "--config", cfgFile, "--kubeconfig", b.kubeconfig, "--progress", "always")
+	args := append([]string{"run", "--once", "--config", cfgFile, "--kubeconfig", b.kubeconfig, "--progress", "always"}, b.o.runFlags...)
+	cmd := exec.CommandContext(ctx, b.o.sluice, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+b.kubeconfig, "PATH="+b.o.tools+":"+os.Getenv("PATH"))
 	logFile, err := os.Create(filepath.Join(dir, "sluice.log"))
 	if err != nil {
@@ -589,6 +594,9 @@ func (b *bench) kubectlLoop(ctx context.Context) (result, error) {
 func report(w *os.File, o options, rs []result) {
 	fmt.Fprintf(w, "\n%d services (%d objects), %d bumps of which %d broken, a %s test, parallelism %d\n",
 		o.services, 2*o.services, o.commits, o.broken, o.testTime, o.parallelism)
+	if len(o.runFlags) > 0 {
+		fmt.Fprintf(w, "sluice run %s\n", strings.Join(o.runFlags, " "))
+	}
 	var serial time.Duration
 	for _, r := range rs {
 		if r.name == "sluice serial" {
