@@ -282,20 +282,21 @@ func TestStartLimitOnTheCluster(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	waiting := func(n int) {
+		for {
+			k.starts.mu.Lock()
+			got := len(k.starts.waiting)
+			k.starts.mu.Unlock()
+			if got >= n {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	go run("b", 1, done)
-	for waiting := 0; waiting < 1; {
-		k.starts.mu.Lock()
-		waiting = len(k.starts.waiting)
-		k.starts.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
+	waiting(1)
 	go run("a", 0, done)
-	for waiting := 0; waiting < 2; {
-		k.starts.mu.Lock()
-		waiting = len(k.starts.waiting)
-		k.starts.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
+	waiting(2)
 	for range 3 {
 		if err := <-done; err != nil {
 			t.Fatal(err)

@@ -262,15 +262,11 @@ done >/dev/null 2>&1
 exit 0
 `)
 	return func() []string {
-		s.t.Helper()
-		b, err := os.ReadFile(log)
-		if os.IsNotExist(err) {
+		b := s.readLog(log)
+		if b == "" {
 			return nil
 		}
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		return strings.Split(strings.TrimSuffix(b, "\n"), "\n")
 	}, hold
 }
 
@@ -317,19 +313,15 @@ func (s *scenario) promoteState(dev string) promoteState {
 			st.verdicts[subject(h)+" @"+name] = v
 		}
 	}
-	for _, h := range s.revertsOf("") {
-		st.reverts = append(st.reverts, subject(gitrepo.ParseTrailers(s.git("log", "-1", "--format=%B", h)).Get(gitrepo.TrailerRejected)))
+	for _, rejected := range s.rejectedByReverts() {
+		st.reverts = append(st.reverts, subject(rejected))
 	}
 	sort.Strings(st.reverts)
 	return st
 }
 
 func (p promoteState) String() string {
-	var vs []string
-	for k, v := range p.verdicts {
-		vs = append(vs, k+": "+v)
-	}
-	sort.Strings(vs)
+	vs := verdictLines(p.verdicts)
 	return fmt.Sprintf("trees %v\nreverts of %q\npromotions per file %v\nverdicts:\n  %s", p.trees, p.reverts, p.promoted, strings.Join(vs, "\n  "))
 }
 
