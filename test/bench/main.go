@@ -31,6 +31,7 @@ import (
 
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/test/cluster"
+	"github.com/sluice-gitops/sluice/test/fixture"
 	"github.com/sluice-gitops/sluice/test/gitserver"
 )
 
@@ -267,31 +268,7 @@ func writeService(dir, name, tag string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	y := fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-        - name: app
-          image: registry.example.com/%[1]s:%[2]s
-          ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: %[1]s
-spec:
-  selector: {app: %[1]s}
-  ports: [{port: 80, targetPort: 8080}]
-`, name, tag)
+	y := fixture.Service(name, tag)
 	return os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(y), 0o644)
 }
 
