@@ -241,6 +241,7 @@ func (c *pullChecks) one(ctx context.Context, g *reconcile.Gate, cand *pullCandi
 	}
 	onto := cand.tree.String()
 	if input, ok := c.memo.decided(g.Name, pr.Head, onto); ok {
+		log.Debug("pull request already judged on this candidate", "head", shortSHA(pr.Head))
 		c.repost(g.Name, pr.Head, input)
 		return true
 	}

@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-gitops/sluice/gitrepo"
@@ -567,3 +569,108 @@ func TestForgePullRequestPreviews(t *testing.T) {
 
 // version2 is version's content alone.
 func version2(svc, tag string) string { _, c := version(svc, tag); return c }
+
+// TestForgePullRequestPreviewsInTheDaemon runs two `sluice run
+// --leader-elect` polling every second beside a pull request: the replica
+// that leads the gate tests it once, however many drains follow, and the
+// other never; a push to the pull request is tested once more, on its new
+// head.
+func TestForgePullRequestPreviewsInTheDaemon(t *testing.T) {
+	srv := gitea.Start(t)
+	s := newForgeScenario(t, srv, "daemon")
+	kube := s.cluster.Client(t)
+	leaseNS := "sluice-le-" + randHex(3)
+	if _, err := kube.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNS}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kube.CoreV1().Namespaces().Delete(context.Background(), leaseNS, metav1.DeleteOptions{}) })
+	base := s.git(s.work, "rev-parse", "HEAD")
+	good := s.branch("bump-a", base, "bump A to v3", pair(version("a", "v3"))...)
+	pr := s.openPull("bump-a", "bump A to v3", good)
+
+	cfg := s.config(s.sluice.Token)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, append(b, "pollInterval: 1s\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ev := &events{}
+	var daemons []*daemon
+	for _, name := range []string{"one", "two"} {
+		args := append([]string{"run", "--config", cfg, "--kubeconfig", s.cluster.Kubeconfig, "--log-level", "debug", "--leader-elect", "--leader-elect-namespace", leaseNS}, leaseFlags...)
+		cmd := exec.Command(sluiceBin, args...)
+		cmd.Dir = s.dir
+		cmd.Stdout = &lineWriter{ev: ev, from: name}
+		cmd.Stderr = &lineWriter{ev: ev, from: name + "-log"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		d := &daemon{name: name, cmd: cmd, done: make(chan struct{})}
+		go func() { _ = cmd.Wait(); close(d.done) }()
+		t.Cleanup(func() { d.signal(syscall.SIGKILL) })
+		daemons = append(daemons, d)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, e := range ev.snapshot() {
+				t.Logf("%s: %s", e.from, e.text)
+			}
+		}
+	})
+	preview := "sluice/" + s.gate + "/preview"
+	passed := func(sha string) func() bool {
+		return func() bool {
+			sts := s.allStatuses(sha)
+			return len(sts) > 0 && sts[len(sts)-1].Context == preview && sts[len(sts)-1].State == sdk.StatusSuccess
+		}
+	}
+	waitFor(t, 3*time.Minute, "the pull request's preview to pass", passed(good))
+
+	s.git(s.work, "checkout", "-q", "bump-a")
+	if err := os.WriteFile(filepath.Join(s.work, "environments/staging/versions/a.yaml"), []byte(version2("a", "v4")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.git(s.work, "commit", "-qam", "bump A to v4 instead")
+	s.push(s.dev, "HEAD:refs/heads/bump-a")
+	good2 := s.git(s.work, "rev-parse", "HEAD")
+	s.git(s.work, "checkout", "-q", "main")
+	s.waitPullHead(pr, good2)
+	waitFor(t, 3*time.Minute, "the new head's preview to pass", passed(good2))
+	for _, d := range daemons {
+		d.signal(syscall.SIGTERM)
+	}
+
+	// Many drains passed meanwhile: each head was tested once, by one replica.
+	tested := map[string][]string{} // head -> the replicas that tested it
+	skipped := 0                     // passes that found the first head judged
+	for _, e := range ev.snapshot() {
+		for _, h := range []string{good, good2} {
+			if strings.Contains(e.text, `msg="testing pull request"`) && strings.Contains(e.text, "head="+h[:12]) {
+				tested[h] = append(tested[h], e.from)
+			}
+		}
+		if strings.Contains(e.text, `msg="pull request already judged on this candidate"`) && strings.Contains(e.text, "head="+good[:12]) {
+			skipped++
+		}
+	}
+	for _, h := range []string{good, good2} {
+		if len(tested[h]) != 1 {
+			t.Errorf("head %s tested %d times (%v), want once", h[:7], len(tested[h]), tested[h])
+		}
+	}
+	if skipped == 0 {
+		t.Error("no drain after the first test found its head judged: the test shows nothing about retesting")
+	}
+	if tested[good] != nil && tested[good2] != nil && tested[good][0] != tested[good2][0] {
+		t.Logf("the lead moved between the tests: %v then %v", tested[good], tested[good2])
+	}
+	s.fetch()
+	for _, b := range []string{"main", "staging"} {
+		if got := s.git(s.work, "rev-parse", "refs/remotes/gitea/"+b); got != base {
+			t.Errorf("%s = %s, want %s: a pull request moves no branch", b, got[:7], base[:7])
+		}
+	}
+}
