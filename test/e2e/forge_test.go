@@ -645,7 +645,7 @@ func TestForgePullRequestPreviewsInTheDaemon(t *testing.T) {
 
 	// Many drains passed meanwhile: each head was tested once, by one replica.
 	tested := map[string][]string{} // head -> the replicas that tested it
-	skipped := 0                     // passes that found the first head judged
+	skipped := 0                    // passes that found the first head judged
 	for _, e := range ev.snapshot() {
 		for _, h := range []string{good, good2} {
 			if strings.Contains(e.text, `msg="testing pull request"`) && strings.Contains(e.text, "head="+h[:12]) {
