@@ -628,6 +628,17 @@ func TestForgePullRequestPreviewsInTheDaemon(t *testing.T) {
 		}
 	}
 	waitFor(t, 3*time.Minute, "the pull request's preview to pass", passed(good))
+	// The drains after the test find the head judged on that candidate.
+	judged := func(head string) int {
+		n := 0
+		for _, e := range ev.snapshot() {
+			if strings.Contains(e.text, `msg="pull request already judged on this candidate"`) && strings.Contains(e.text, "head="+head[:12]) {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, time.Minute, "two more drains to find the head judged", func() bool { return judged(good) >= 2 })
 
 	s.git(s.work, "checkout", "-q", "bump-a")
 	if err := os.WriteFile(filepath.Join(s.work, "environments/staging/versions/a.yaml"), []byte(version2("a", "v4")), 0o644); err != nil {
@@ -645,24 +656,17 @@ func TestForgePullRequestPreviewsInTheDaemon(t *testing.T) {
 
 	// Many drains passed meanwhile: each head was tested once, by one replica.
 	tested := map[string][]string{} // head -> the replicas that tested it
-	skipped := 0                    // passes that found the first head judged
 	for _, e := range ev.snapshot() {
 		for _, h := range []string{good, good2} {
 			if strings.Contains(e.text, `msg="testing pull request"`) && strings.Contains(e.text, "head="+h[:12]) {
 				tested[h] = append(tested[h], e.from)
 			}
 		}
-		if strings.Contains(e.text, `msg="pull request already judged on this candidate"`) && strings.Contains(e.text, "head="+good[:12]) {
-			skipped++
-		}
 	}
 	for _, h := range []string{good, good2} {
 		if len(tested[h]) != 1 {
 			t.Errorf("head %s tested %d times (%v), want once", h[:7], len(tested[h]), tested[h])
 		}
-	}
-	if skipped == 0 {
-		t.Error("no drain after the first test found its head judged: the test shows nothing about retesting")
 	}
 	if tested[good] != nil && tested[good2] != nil && tested[good][0] != tested[good2][0] {
 		t.Logf("the lead moved between the tests: %v then %v", tested[good], tested[good2])
