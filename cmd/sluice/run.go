@@ -150,7 +150,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopNotify()
-	stopForge, err := startForge(ctx, cfg, runner, *f.publicURL, log)
+	stopForge, poster, err := startForge(ctx, cfg, runner, *f.publicURL, log)
 	if err != nil {
 		return err
 	}
@@ -163,9 +163,14 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// pulls.go: a preview verdict on each open pull request, once the queue drained.
+	pulls := newPullChecks(runner, poster, log)
 	if *once {
-		return runOncePromoting(ctx, runner, promoted)
+		err := runOncePromoting(ctx, runner, promoted)
+		pulls.once(ctx, runner.Gates)
+		return err
 	}
+	pulls.hook(ctx, runner)
 	if runner.Lead, err = f.leader.lead(restCfg, log, mon); err != nil {
 		return err
 	}
