@@ -1,6 +1,6 @@
 // Package forge posts commit statuses to the forge that hosts the
-// desired-state repository: Gitea, GitHub or GitLab, each through its own SDK
-// behind the one small interface Forge.
+// desired-state repository, and lists its open pull requests: Gitea, GitHub
+// or GitLab, each through its own SDK behind the one small interface Forge.
 //
 // It never logs and never blocks its caller: a Poster queues statuses, keeps
 // only the latest per commit and context, and posts them from its own
@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -50,13 +51,45 @@ type Status struct {
 // key is what a later status replaces: the same commit and context.
 func (s Status) key() string { return s.Context + "\x00" + s.Commit }
 
-// Forge sets commit statuses on one repository.
+// Forge sets commit statuses on one repository and lists its pull requests.
 type Forge interface {
 	// SetStatus creates or replaces the status s.Context of s.Commit.
 	SetStatus(ctx context.Context, s Status) error
+	// PullRequests lists at most max open pull requests (GitLab: merge
+	// requests) into the branch base, the most recently updated first.
+	// Every one has a positive Number, a full hash as Head and the Ref
+	// this package made from its number.
+	PullRequests(ctx context.Context, base string, max int) ([]PullRequest, error)
 	// Name says which forge and repository this is, for messages:
 	// "gitea http://127.0.0.1:3000 owner/name". It holds no credential.
 	Name() string
+}
+
+// PullRequest is an open pull request, as Sluice needs it.
+type PullRequest struct {
+	Number int64
+	// Head is the full hash of its head commit, as the forge reports it.
+	Head string
+	// Ref is where the forge serves the head in the repository itself, for
+	// a fetch: refs/pull/N/head (Gitea, GitHub), refs/merge-requests/N/head
+	// (GitLab). It is made from Number, never read from the forge's answer.
+	Ref string
+}
+
+// MaxPullRequests bounds what PullRequests returns, whatever max asks.
+const MaxPullRequests = 100
+
+var hexHash = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// pull checks one pull request of a forge's answer and gives it its ref.
+func pull(forge string, number int64, head, refFormat string) (PullRequest, error) {
+	if number <= 0 {
+		return PullRequest{}, fmt.Errorf("%s: list pull requests: a pull request numbered %d", forge, number)
+	}
+	if !hexHash.MatchString(head) {
+		return PullRequest{}, fmt.Errorf("%s: list pull requests: #%d: head %q is not a full commit hash", forge, number, Truncate(head, 64))
+	}
+	return PullRequest{Number: number, Head: head, Ref: fmt.Sprintf(refFormat, number)}, nil
 }
 
 // Type is a kind of forge.
@@ -125,8 +158,11 @@ var ErrAccess = errors.New("the forge refused the token")
 type AccessError struct {
 	Forge   string // Forge.Name()
 	Context string
-	Code    int
-	Msg     string // the forge's own message, if any
+	// Op is what was refused when it was not setting a status: "list pull
+	// requests".
+	Op   string
+	Code int
+	Msg  string // the forge's own message, if any
 }
 
 func (e *AccessError) Error() string {
@@ -135,7 +171,14 @@ func (e *AccessError) Error() string {
 		http.StatusForbidden:    "the token may not set commit statuses on the repository",
 		http.StatusNotFound:     "the repository does not exist or the token cannot see it",
 	}[e.Code]
-	s := fmt.Sprintf("%s: status %s: HTTP %d: %s", e.Forge, e.Context, e.Code, hint)
+	what := "status " + e.Context
+	if e.Op != "" {
+		what = e.Op
+		if e.Code == http.StatusForbidden {
+			hint = "the token may not read the repository's pull requests"
+		}
+	}
+	s := fmt.Sprintf("%s: %s: HTTP %d: %s", e.Forge, what, e.Code, hint)
 	if e.Msg != "" {
 		s += " (" + oneLine(e.Msg, 200) + ")"
 	}
@@ -178,6 +221,20 @@ func answer(forge, context string, code int, msg string) error {
 		return &AccessError{Forge: forge, Context: context, Code: code, Msg: msg}
 	}
 	return &HTTPError{Forge: forge, Code: code, Msg: msg}
+}
+
+// listAnswer is answer for a list of pull requests.
+func listAnswer(forge string, code int, msg string) error {
+	err := answer(forge, "", code, msg)
+	var a *AccessError
+	if errors.As(err, &a) {
+		a.Op = "list pull requests"
+	}
+	var h *HTTPError
+	if errors.As(err, &h) {
+		h.Msg = "list pull requests: " + h.Msg
+	}
+	return err
 }
 
 // Truncate cuts s to at most n runes, the last one "…" when it was cut.

@@ -50,3 +50,49 @@ func (f *giteaForge) SetStatus(ctx context.Context, s Status) error {
 	}
 	return nil
 }
+
+// giteaPageSize and giteaPages bound the pages of open pull requests read
+// to find those into one base: Gitea's list has no filter by base branch.
+const (
+	giteaPageSize = 50
+	giteaPages    = 5
+)
+
+func (f *giteaForge) PullRequests(ctx context.Context, base string, max int) ([]PullRequest, error) {
+	max = min(max, MaxPullRequests)
+	if max <= 0 {
+		return nil, nil
+	}
+	c, err := gitea.NewClient(f.url, append(f.opts, gitea.SetContext(ctx))...)
+	if err != nil {
+		return nil, err
+	}
+	var out []PullRequest
+	for page := 1; page <= giteaPages && len(out) < max; page++ {
+		prs, resp, err := c.ListRepoPullRequests(f.owner, f.repo, gitea.ListPullRequestsOptions{
+			ListOptions: gitea.ListOptions{Page: page, PageSize: giteaPageSize},
+			State:       gitea.StateOpen,
+			Sort:        "recentupdate",
+		})
+		if err != nil && resp != nil && resp.Response != nil {
+			return nil, listAnswer(f.Name(), resp.StatusCode, err.Error())
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, pr := range prs {
+			if pr == nil || pr.Base == nil || pr.Base.Ref != base || pr.Head == nil || len(out) >= max {
+				continue
+			}
+			p, err := pull(f.Name(), pr.Index, pr.Head.Sha, "refs/pull/%d/head")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p)
+		}
+		if len(prs) < giteaPageSize {
+			break
+		}
+	}
+	return out, nil
+}

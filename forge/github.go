@@ -53,3 +53,36 @@ func (f *githubForge) SetStatus(ctx context.Context, s Status) error {
 	}
 	return answer(f.Name(), s.Context, resp.StatusCode, "")
 }
+
+func (f *githubForge) PullRequests(ctx context.Context, base string, max int) ([]PullRequest, error) {
+	max = min(max, MaxPullRequests)
+	if max <= 0 {
+		return nil, nil
+	}
+	prs, resp, err := f.c.PullRequests.List(ctx, f.owner, f.repo, &github.PullRequestListOptions{
+		State: "open", Base: base, Sort: "updated", Direction: "desc",
+		ListOptions: github.ListOptions{PerPage: max},
+	})
+	var er *github.ErrorResponse
+	if errors.As(err, &er) && er.Response != nil {
+		return nil, listAnswer(f.Name(), er.Response.StatusCode, er.Message)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := listAnswer(f.Name(), resp.StatusCode, ""); err != nil {
+		return nil, err
+	}
+	var out []PullRequest
+	for _, pr := range prs {
+		if pr.GetBase().GetRef() != base || len(out) >= max {
+			continue
+		}
+		p, err := pull(f.Name(), int64(pr.GetNumber()), pr.GetHead().GetSHA(), "refs/pull/%d/head")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

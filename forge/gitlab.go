@@ -67,3 +67,39 @@ func (f *gitlabForge) SetStatus(ctx context.Context, s Status) error {
 	}
 	return answer(f.Name(), s.Context, resp.StatusCode, "")
 }
+
+func (f *gitlabForge) PullRequests(ctx context.Context, base string, max int) ([]PullRequest, error) {
+	max = min(max, MaxPullRequests)
+	if max <= 0 {
+		return nil, nil
+	}
+	mrs, resp, err := f.c.MergeRequests.ListProjectMergeRequests(f.repo, &gitlab.ListProjectMergeRequestsOptions{
+		ListOptions:  gitlab.ListOptions{PerPage: int64(max)},
+		State:        gitlab.Ptr("opened"),
+		TargetBranch: gitlab.Ptr(base),
+		OrderBy:      gitlab.Ptr("updated_at"),
+		Sort:         gitlab.Ptr("desc"),
+	}, gitlab.WithContext(ctx))
+	var er *gitlab.ErrorResponse
+	if errors.As(err, &er) && er.Response != nil {
+		return nil, listAnswer(f.Name(), er.Response.StatusCode, er.Message)
+	}
+	if err != nil && resp != nil && resp.Response != nil {
+		return nil, listAnswer(f.Name(), resp.StatusCode, err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []PullRequest
+	for _, mr := range mrs {
+		if mr == nil || mr.TargetBranch != base || len(out) >= max {
+			continue
+		}
+		p, err := pull(f.Name(), mr.IID, mr.SHA, "refs/merge-requests/%d/head")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package forge
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -139,6 +140,20 @@ func (p *Poster) Post(s Status) bool {
 		p.report(evicted.s, errors.Join(ErrDropped, errors.New("the status queue is full")))
 	}
 	return true
+}
+
+// Replace is Post for a status whose every value supersedes the last, a
+// verdict included: a pull request's preview judged anew on top of a new
+// candidate. A pending Replace then takes the place of an earlier verdict.
+func (p *Poster) Replace(s Status) bool {
+	k := s.key()
+	p.mu.Lock()
+	if p.final[k] {
+		delete(p.final, k)
+		p.order = slices.DeleteFunc(p.order, func(o string) bool { return o == k })
+	}
+	p.mu.Unlock()
+	return p.Post(s)
 }
 
 func (p *Poster) oldestLocked() queued {

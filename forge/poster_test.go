@@ -26,6 +26,8 @@ type fake struct {
 
 func (f *fake) Name() string { return "fake" }
 
+func (f *fake) PullRequests(context.Context, string, int) ([]PullRequest, error) { return nil, nil }
+
 func (f *fake) SetStatus(ctx context.Context, s Status) error {
 	if f.gate != nil {
 		select {
@@ -131,6 +133,47 @@ func TestPosterLatestWins(t *testing.T) {
 	flush(t, p)
 	if diff := cmp.Diff(want, f.posted()); diff != "" {
 		t.Errorf("posted after a stale pending (-want +got):\n%s", diff)
+	}
+}
+
+func TestPosterReplaceGoesOverAVerdict(t *testing.T) {
+	f := &fake{}
+	p := start(t, f, PosterOptions{})
+	pr := func(s State, desc string) Status {
+		return Status{Commit: "h", Context: "sluice/staging/preview", State: s, Description: desc}
+	}
+	p.Post(pr(Success, "would pass on top of c1"))
+	flush(t, p)
+	// A preview judged anew: its pending and its error replace the old
+	// verdict, which Post would keep.
+	if !p.Replace(pr(Pending, "testing on top of c2")) {
+		t.Fatal("Replace dropped a pending after a verdict")
+	}
+	flush(t, p)
+	if !p.Replace(pr(Error, "conflicts with a.yaml in the queue; rebase")) {
+		t.Fatal("Replace dropped an error")
+	}
+	flush(t, p)
+	p.Replace(pr(Failure, "would fail"))
+	flush(t, p)
+	// A stale pending Posted after the new verdict is still dropped.
+	if p.Post(pr(Pending, "stale")) {
+		t.Error("a pending Posted after a Replaced verdict was queued")
+	}
+	flush(t, p)
+	want := []string{
+		"sluice/staging/preview h success would pass on top of c1",
+		"sluice/staging/preview h pending testing on top of c2",
+		"sluice/staging/preview h error conflicts with a.yaml in the queue; rebase",
+		"sluice/staging/preview h failure would fail",
+	}
+	if diff := cmp.Diff(want, f.posted()); diff != "" {
+		t.Errorf("posted (-want +got):\n%s", diff)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.order); n != 1 {
+		t.Errorf("%d keys remembered as final, want 1: a Replaced key is remembered once", n)
 	}
 }
 

@@ -1,11 +1,12 @@
 package forge
 
-// These tests post statuses to an httptest server that answers with the
-// request and response shapes of GitHub's and GitLab's API documentation
-// ("Create a commit status", "Set the pipeline status of a commit"),
-// recorded here by hand. They are NOT run against the real services: they
-// check what the SDKs send and how their answers are read. Gitea is tested
-// for real in test/e2e/forge_test.go.
+// These tests post statuses and list pull requests against an httptest
+// server that answers with the request and response shapes of GitHub's and
+// GitLab's API documentation ("Create a commit status", "Set the pipeline
+// status of a commit", "List pull requests", "List project merge
+// requests"), recorded here by hand. They are NOT run against the real
+// services: they check what the SDKs send and how their answers are read.
+// Gitea is tested for real in test/e2e/forge_test.go.
 
 import (
 	"context"
@@ -25,7 +26,8 @@ const sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
 type recorded struct {
 	// what the forge must receive
 	method, path, auth string
-	body               map[string]any
+	query              string         // for a GET: the query, keys sorted
+	body               map[string]any // for a POST
 	// what it answers
 	code   int
 	answer string
@@ -40,13 +42,19 @@ func serve(t *testing.T, want recorded) string {
 		if got := r.Header.Get("Authorization") + r.Header.Get("Private-Token"); got != want.auth {
 			t.Errorf("credential header %q, want %q", got, want.auth)
 		}
-		b, _ := io.ReadAll(r.Body)
-		var body map[string]any
-		if err := json.Unmarshal(b, &body); err != nil {
-			t.Errorf("request body is not JSON: %v: %s", err, b)
-		}
-		if diff := cmp.Diff(want.body, body); diff != "" {
-			t.Errorf("request body (-want +got):\n%s", diff)
+		if want.method == "GET" {
+			if got := r.URL.Query().Encode(); got != want.query {
+				t.Errorf("query %q, want %q", got, want.query)
+			}
+		} else {
+			b, _ := io.ReadAll(r.Body)
+			var body map[string]any
+			if err := json.Unmarshal(b, &body); err != nil {
+				t.Errorf("request body is not JSON: %v: %s", err, b)
+			}
+			if diff := cmp.Diff(want.body, body); diff != "" {
+				t.Errorf("request body (-want +got):\n%s", diff)
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(want.code)

@@ -115,6 +115,7 @@ type candidateRun struct {
 	namespace string
 	last      passedCandidate // what a control run applies
 	ticket    *renderTicket   // its place among the pass's runs that render
+	priority  int             // its commit's place in the queue: environments start in this order
 	emit      func(Event)
 	// settle, if set, publishes what the pass decided so far (the notes
 	// and the fast-forward) before the run starts something slow: a
@@ -220,6 +221,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 		Commands:      g.Commands,
 
 		ApplyConcurrency: g.ApplyConcurrency,
+		Priority:         cr.priority,
 	}
 	if err := cr.settled(ctx); err != nil {
 		return rec, err

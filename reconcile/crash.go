@@ -13,13 +13,17 @@ import (
 // The points are the steps of a candidate's life after which an
 // interrupted run must still converge: namespace-created, applied,
 // verdict (before the note is written), revert-pushed (before the note
-// records it) and fast-forwarded.
+// records it) and fast-forwarded; cmd/sluice adds promoted (promotions
+// pushed, before any gate tests them) through CrashPoint.
 const EnvCrashAt = "SLUICE_CRASH_AT"
 
 var crashCounts = struct {
 	sync.Mutex
 	n map[string]int
 }{n: map[string]int{}}
+
+// CrashPoint is a crash point outside this package, named like the others.
+func CrashPoint(name string) { crashPoint(name) }
 
 func crashPoint(name string) {
 	spec := os.Getenv(EnvCrashAt)

@@ -513,6 +513,7 @@ func (p *pass) start(ctx context.Context, run plan.Run) {
 		key:       run.Key,
 		namespace: RunNamespace(p.g.Name, run.Commit, run.Key),
 		last:      p.lastPassed(run.Commit),
+		priority:  p.pos[run.Commit],
 	}
 	for _, id := range run.Excluded {
 		cr.excluded = append(cr.excluded, p.commits[id])

@@ -47,6 +47,7 @@ type Cluster struct {
 	now        func() time.Time
 	poll       time.Duration
 	envRole    *environmentRole // see UseEnvironmentRole (rbac.go)
+	starts     *startLimit      // see SetStartLimit (starts.go)
 }
 
 // NewClient is the Kubernetes client Sluice uses everywhere (the test
@@ -129,6 +130,9 @@ type TestSpec struct {
 	// ApplyConcurrency is how many objects are applied at once; 0 means
 	// DefaultApplyConcurrency.
 	ApplyConcurrency int
+	// Priority orders the tests that wait for a start (SetStartLimit):
+	// the lowest first. Sluice gives a candidate's place in its queue.
+	Priority int
 	// Until, when set to StepApply, StepHealth or StepTests, ends the test
 	// after that step (a control run repeats only the step that failed).
 	Until string
@@ -175,6 +179,15 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 	}
 
 	start := time.Now()
+	release, err := k.starts.acquire(ctx, spec.Priority)
+	if err != nil {
+		return durations, err
+	}
+	defer release()
+	if k.starts != nil && k.starts.n > 0 {
+		step(StepWait, start, "")
+		start = time.Now()
+	}
 	// Kept namespaces whose time is up go before each test, not only at a
 	// pass's start: their pods hold capacity the tests need.
 	if err := k.expire(ctx, spec.Gate); err != nil {
@@ -243,6 +256,9 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 		}
 	}
 	step(StepHealth, start, fmt.Sprintf("%d objects current", len(set)))
+	// The environment is up: the next one may start while this one's
+	// tests run.
+	release()
 	if spec.Until == StepHealth {
 		passed = true
 		return durations, nil

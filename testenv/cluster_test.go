@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,5 +244,81 @@ func TestUnschedulablePodsAreNotTheCommitsFault(t *testing.T) {
 				t.Fatal(gerr)
 			}
 		})
+	}
+}
+
+// With a start limit of one, environments come up one at a time on the
+// real cluster, the lowest priority first among those waiting: none
+// creates its namespace before the one ahead of it is healthy.
+func TestStartLimitOnTheCluster(t *testing.T) {
+	k, _ := newTestCluster(t)
+	k.SetStartLimit(1)
+	gate := "starts-" + randHex(3)
+	t.Cleanup(func() { _, _ = k.Cleanup(context.Background(), gate) })
+
+	var (
+		mu  sync.Mutex
+		log []string
+	)
+	run := func(name string, priority int, done chan<- error) {
+		s := spec(gate, randHex(20), objects(t, deployment("web:"+name)))
+		s.Priority = priority
+		s.HealthTimeout = time.Minute
+		_, err := k.Test(context.Background(), s, func(step string, _ time.Duration, _ string) {
+			mu.Lock()
+			defer mu.Unlock()
+			log = append(log, name+" "+step)
+		})
+		done <- err
+	}
+	done := make(chan error, 3)
+	go run("c", 2, done)
+	for {
+		mu.Lock()
+		started := len(log) > 0
+		mu.Unlock()
+		if started {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waiting := func(n int) {
+		for {
+			k.starts.mu.Lock()
+			got := len(k.starts.waiting)
+			k.starts.mu.Unlock()
+			if got >= n {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	go run("b", 1, done)
+	waiting(1)
+	go run("a", 0, done)
+	waiting(2)
+	for range 3 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order, up []string
+	inside := ""
+	for _, e := range log {
+		name, step, _ := strings.Cut(e, " ")
+		switch step {
+		case StepWait:
+			if inside != "" {
+				t.Fatalf("%s started while %s was starting: %v", name, inside, log)
+			}
+			inside = name
+			order = append(order, name)
+		case StepHealth:
+			inside = ""
+			up = append(up, name)
+		}
+	}
+	if want := []string{"c", "a", "b"}; !slices.Equal(order, want) || !slices.Equal(up, want) {
+		t.Fatalf("started %v, healthy %v; want %v for both (log %v)", order, up, want, log)
 	}
 }

@@ -18,6 +18,8 @@ const (
 	// StepNamespace is reported (to StepFunc only) when the test namespace
 	// exists, before anything is applied in it.
 	StepNamespace = "namespace"
+	// StepWait is how long a test waited for a start (Cluster.SetStartLimit).
+	StepWait = "wait"
 	// StepOverlay: the rendered objects cannot be put into a test namespace.
 	StepOverlay  = "overlay"
 	StepApply    = "apply"

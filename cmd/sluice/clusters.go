@@ -12,9 +12,10 @@ import (
 
 // useGateClusters gives each gate with its own kubeconfig (gates[].kubeconfig)
 // the cluster it names, one testenv.Cluster per distinct file, made with the
-// same --kube-api-qps, --kube-api-burst and --environment-role as the
+// same --kube-api-qps, --kube-api-burst, --environment-role and
+// --environment-starts (a limit per cluster) as the
 // daemon's own (own, read from ownPath). Other gates keep the daemon's.
-func useGateClusters(ctx context.Context, cfg *config.Config, gs []reconcile.Gate, own *testenv.Cluster, ownPath string, qps float32, burst int, envRole string) error {
+func useGateClusters(ctx context.Context, cfg *config.Config, gs []reconcile.Gate, own *testenv.Cluster, ownPath string, qps float32, burst int, envRole string, starts int) error {
 	clusters := map[string]*testenv.Cluster{}
 	if ownPath != "" {
 		if abs, err := filepath.Abs(ownPath); err == nil {
@@ -42,6 +43,7 @@ func useGateClusters(ctx context.Context, cfg *config.Config, gs []reconcile.Gat
 			if err := c.UseEnvironmentRole(ctx, envRole); err != nil {
 				return fmt.Errorf("gate %s: %w", g.Name, err)
 			}
+			c.SetStartLimit(starts)
 			clusters[path] = c
 		}
 		gs[i].Env = c

@@ -21,3 +21,12 @@ func TestRunRefusesABadKubeAPIRateLimit(t *testing.T) {
 		})
 	}
 }
+
+// A negative --environment-starts is a usage error, before anything is
+// read or connected; 0 (no limit) is the default.
+func TestRunRefusesANegativeEnvironmentStarts(t *testing.T) {
+	code, _, stderr := sluice(t, "run", "--environment-starts", "-1", "--config", "/nonexistent/sluice.yaml")
+	if code != 2 || !strings.Contains(stderr, "--environment-starts must not be negative") {
+		t.Errorf("exited %d, stderr %q; want 2 with a usage error naming the flag", code, stderr)
+	}
+}

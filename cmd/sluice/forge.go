@@ -27,22 +27,23 @@ const forgeFlushTimeout = 30 * time.Second
 // that refuses the token is logged once per status context, as the
 // configuration error it is; verdicts are untouched. The returned stop
 // waits for queued statuses, at most forgeFlushTimeout. With no forge it
-// does nothing.
-func startForge(ctx context.Context, cfg *config.Config, r *reconcile.Runner, publicURL string, log *slog.Logger) (stop func(), err error) {
+// does nothing. The poster it returns (nil with no forge) also carries the
+// pull request previews (pulls.go).
+func startForge(ctx context.Context, cfg *config.Config, r *reconcile.Runner, publicURL string, log *slog.Logger) (stop func(), p *forge.Poster, err error) {
 	fc := cfg.Forge
 	if fc == nil {
-		return func() {}, nil
+		return func() {}, nil, nil
 	}
 	token, err := fc.Token()
 	if err != nil {
-		return nil, errors.New(cfg.File() + ": " + err.Error())
+		return nil, nil, errors.New(cfg.File() + ": " + err.Error())
 	}
 	f, err := forge.New(forge.Options{
 		Type: forge.Type(fc.Type), URL: fc.URL, Repository: fc.Repository, Token: token,
 		HTTPClient: &http.Client{Timeout: forge.DefaultRequestTimeout},
 	})
 	if err != nil {
-		return nil, errors.New(cfg.File() + ": " + err.Error())
+		return nil, nil, errors.New(cfg.File() + ": " + err.Error())
 	}
 	var logged sync.Map // status context -> an access error was logged
 	opts := forge.DefaultPosterOptions()
@@ -57,7 +58,7 @@ func startForge(ctx context.Context, cfg *config.Config, r *reconcile.Runner, pu
 		}
 		log.Warn("commit status not posted", "forge", f.Name(), "context", s.Context, "commit", shortSHA(s.Commit), "state", s.State, "error", err)
 	}
-	p := forge.NewPoster(f, opts)
+	p = forge.NewPoster(f, opts)
 	postCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(postCtx) }()
@@ -87,7 +88,7 @@ func startForge(ctx context.Context, cfg *config.Config, r *reconcile.Runner, pu
 		}
 		cancel()
 		<-done
-	}, nil
+	}, p, nil
 }
 
 // maxForgeCommits bounds the commits a forgeFeed remembers.

@@ -107,6 +107,7 @@ func startPromoter(ctx context.Context, cfg *config.Config, repo *gitrepo.Reposi
 		})
 		logPromotion(log, rule, res, perr)
 		if n := len(res.Promoted); n > 0 {
+			reconcile.CrashPoint("promoted")
 			pushed.Add(int64(n))
 			if !once {
 				r.Wake()

@@ -29,7 +29,7 @@ type runFlags struct {
 	publicURL, envRole                                         *string
 	once                                                       *bool
 	qps                                                        *float64
-	burst                                                      *int
+	burst, starts                                              *int
 	leader                                                     *leaderFlags // leader.go
 }
 
@@ -46,6 +46,7 @@ func defineRunFlags(fs *pflag.FlagSet) *runFlags {
 		listen:     fs.String("listen", "", "serve /healthz, /readyz, /metrics (Prometheus), /status and POST /trigger (a push webhook) on this `address`, e.g. :8080"),
 		publicURL:  fs.String("public-url", "", "the `address` people reach --listen at; commit statuses on the forge link to its /status/<gate>/<commit>"),
 		envRole:    fs.String("environment-role", "", "bind Sluice to this `ClusterRole` in each test namespace and apply through that binding only (deploy/: sluice-environment)"),
+		starts:     fs.Int("environment-starts", 0, "test environments that may be starting (namespace, apply, health) at once on one cluster, the earliest in the queue first; 0: no limit. On a small cluster, 1 or 2 lets a speculative window's tests run while the next environments start"),
 		leader:     defineLeaderFlags(fs),
 	}
 }
@@ -59,6 +60,9 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	}
 	if *qps <= 0 || *burst <= 0 {
 		return usageError{errors.New("--kube-api-qps and --kube-api-burst must be greater than zero")}
+	}
+	if *f.starts < 0 {
+		return usageError{errors.New("--environment-starts must not be negative")}
 	}
 	if err := f.leader.check(*once); err != nil {
 		return usageError{err}
@@ -79,6 +83,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err := cluster.UseEnvironmentRole(ctx, *f.envRole); err != nil {
 		return err
 	}
+	cluster.SetStartLimit(*f.starts)
 	key, err := loadVerdictKey(ctx, cfg, func() (*rest.Config, error) { return restCfg, nil }, true)
 	if err != nil {
 		return err
@@ -89,7 +94,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	}
 	defer repo.Close()
 	gs := gates(cfg)
-	if err := useGateClusters(ctx, cfg, gs, cluster, kubeconfigPath, restCfg.QPS, restCfg.Burst, *f.envRole); err != nil {
+	if err := useGateClusters(ctx, cfg, gs, cluster, kubeconfigPath, restCfg.QPS, restCfg.Burst, *f.envRole, *f.starts); err != nil {
 		return err
 	}
 	runner := &reconcile.Runner{
@@ -146,7 +151,7 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopNotify()
-	stopForge, err := startForge(ctx, cfg, runner, *f.publicURL, log)
+	stopForge, poster, err := startForge(ctx, cfg, runner, *f.publicURL, log)
 	if err != nil {
 		return err
 	}
@@ -162,9 +167,14 @@ func runCmd(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// pulls.go: a preview verdict on each open pull request, once the queue drained.
+	pulls := newPullChecks(runner, poster, log)
 	if *once {
-		return runOncePromoting(ctx, runner, promoted)
+		err := runOncePromoting(ctx, runner, promoted)
+		pulls.once(ctx, runner.Gates)
+		return err
 	}
+	pulls.hook(ctx, runner)
 	if runner.Lead, err = f.leader.lead(restCfg, log, mon, previewsOf); err != nil {
 		return err
 	}

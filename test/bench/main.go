@@ -31,6 +31,7 @@ import (
 
 	"github.com/sluice-gitops/sluice/gitrepo"
 	"github.com/sluice-gitops/sluice/test/cluster"
+	"github.com/sluice-gitops/sluice/test/fixture"
 	"github.com/sluice-gitops/sluice/test/gitserver"
 )
 
@@ -47,6 +48,7 @@ type options struct {
 	keep        bool
 	nodes       int
 	podsPerNode int
+	runFlags    []string
 }
 
 func main() {
@@ -64,7 +66,10 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (the cluster is stopped anyway)")
 	flag.IntVar(&o.nodes, "nodes", 10, "kwok nodes of the test cluster")
 	flag.IntVar(&o.podsPerNode, "pods-per-node", cluster.DefaultPodsPerNode, "Pod capacity of each kwok node")
+	var runFlags string
+	flag.StringVar(&runFlags, "run-flags", "", "more flags for `sluice run`, space-separated, e.g. \"--kube-api-qps 200\"")
 	flag.Parse()
+	o.runFlags = strings.Fields(runFlags)
 	o.strategies = strings.Split(strategies, ",")
 	if o.broken > o.commits {
 		fmt.Fprintln(os.Stderr, "bench: -broken must not exceed -commits")
@@ -263,31 +268,7 @@ func writeService(dir, name, tag string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	y := fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-        - name: app
-          image: registry.example.com/%[1]s:%[2]s
-          ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: %[1]s
-spec:
-  selector: {app: %[1]s}
-  ports: [{port: 80, targetPort: 8080}]
-`, name, tag)
+	y := fixture.Service(name, tag)
 	return os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(y), 0o644)
 }
 
@@ -367,7 +348,8 @@ gates:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return result{}, err
 	}
-	cmd := exec.CommandContext(ctx, b.o.sluice, "run", "--once", "--config", cfgFile, "--kubeconfig", b.kubeconfig, "--progress", "always")
+	args := append([]string{"run", "--once", "--config", cfgFile, "--kubeconfig", b.kubeconfig, "--progress", "always"}, b.o.runFlags...)
+	cmd := exec.CommandContext(ctx, b.o.sluice, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+b.kubeconfig, "PATH="+b.o.tools+":"+os.Getenv("PATH"))
 	logFile, err := os.Create(filepath.Join(dir, "sluice.log"))
 	if err != nil {
@@ -589,6 +571,9 @@ func (b *bench) kubectlLoop(ctx context.Context) (result, error) {
 func report(w *os.File, o options, rs []result) {
 	fmt.Fprintf(w, "\n%d services (%d objects), %d bumps of which %d broken, a %s test, parallelism %d\n",
 		o.services, 2*o.services, o.commits, o.broken, o.testTime, o.parallelism)
+	if len(o.runFlags) > 0 {
+		fmt.Fprintf(w, "sluice run %s\n", strings.Join(o.runFlags, " "))
+	}
 	var serial time.Duration
 	for _, r := range rs {
 		if r.name == "sluice serial" {

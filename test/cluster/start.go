@@ -149,6 +149,11 @@ func (c *Cluster) kwokctlConfig() ([]byte, error) {
 			// The API server's default Service range, a /24, is full after
 			// 254 Services: a few test namespaces of a hundred services.
 			{"name": KubeApiserver, "extraArgs": []map[string]any{{"key": "service-cluster-ip-range", "value": "10.96.0.0/16"}}},
+			// A test cluster lives for one test package: etcd need not
+			// fsync each write to survive a power cut (a killed process
+			// loses nothing the page cache holds). With fsync, etcd's disk
+			// latency, not Sluice, set the pace of every apply.
+			{"name": Etcd, "extraArgs": []map[string]any{{"key": "unsafe-no-fsync", "value": "true"}}},
 			{"name": KubeControllerManager, "extraArgs": controllerArgs},
 			{"name": KubeScheduler, "extraArgs": controllerArgs},
 		},

@@ -38,17 +38,20 @@ func (s *scenario) recordRefValues(branch string) func() []string {
 		"# $1 ref, $2 old value, $3 new value\n"+
 		"if [ \"$1\" = refs/heads/"+branch+" ]; then echo \"$3\" >> '"+log+"'; fi\n"+
 		"exit 0\n")
-	return func() []string {
-		s.t.Helper()
-		b, err := os.ReadFile(log)
-		if os.IsNotExist(err) {
-			return nil
-		}
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		return strings.Fields(string(b))
+	return func() []string { return strings.Fields(s.readLog(log)) }
+}
+
+// readLog is what a hook wrote to file so far ("" before its first line).
+func (s *scenario) readLog(file string) string {
+	s.t.Helper()
+	b, err := os.ReadFile(file)
+	if os.IsNotExist(err) {
+		return ""
 	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return string(b)
 }
 
 // treeOf is the tree of a commit on the server.
@@ -263,20 +266,36 @@ func (s *scenario) finalState() finalState {
 			f.verdicts[subject] = rec.Verdict
 		}
 	}
-	for _, h := range s.revertsOf("") {
-		rejected := gitrepo.ParseTrailers(s.git("log", "-1", "--format=%B", h)).Get(gitrepo.TrailerRejected)
+	for _, rejected := range s.rejectedByReverts() {
 		f.reverts = append(f.reverts, strings.TrimSpace(s.git("log", "-1", "--format=%s", rejected)))
 	}
 	sort.Strings(f.reverts)
 	return f
 }
 
-func (f finalState) String() string {
+// rejectedByReverts lists the commit each revert on main rejects (its
+// Sluice-Rejected trailer), in revertsOf's order.
+func (s *scenario) rejectedByReverts() []string {
+	s.t.Helper()
+	var out []string
+	for _, h := range s.revertsOf("") {
+		out = append(out, gitrepo.ParseTrailers(s.git("log", "-1", "--format=%B", h)).Get(gitrepo.TrailerRejected))
+	}
+	return out
+}
+
+// verdictLines is m as sorted "key: value" lines.
+func verdictLines(m map[string]string) []string {
 	var vs []string
-	for k, v := range f.verdicts {
+	for k, v := range m {
 		vs = append(vs, k+": "+v)
 	}
 	sort.Strings(vs)
+	return vs
+}
+
+func (f finalState) String() string {
+	vs := verdictLines(f.verdicts)
 	return fmt.Sprintf("staging tree %.10s, main tree %.10s, reverts of %q, verdicts %q", f.staging, f.main, f.reverts, vs)
 }
 

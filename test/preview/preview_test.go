@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sluice-gitops/sluice/test/cluster"
+	"github.com/sluice-gitops/sluice/test/fixture"
 	"github.com/sluice-gitops/sluice/test/gitserver"
 )
 
@@ -85,33 +86,7 @@ spec:
 	return e
 }
 
-func service(name, tag string) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-        - name: app
-          image: registry.example.com/%[1]s:%[2]s
-          ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: %[1]s
-spec:
-  selector: {app: %[1]s}
-  ports: [{port: 80, targetPort: 8080}]
-`, name, tag)
-}
+func service(name, tag string) string { return fixture.Service(name, tag) }
 
 // sluice runs the binary with the config and the cluster's kubeconfig.
 func (e *env) sluice(args ...string) (string, error) {

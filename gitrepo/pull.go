@@ -1,0 +1,67 @@
+package gitrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// PullRef is the local ref Sluice keeps pull request n's head at. It is
+// named by Sluice from the number alone, never by the forge.
+func PullRef(n int64) plumbing.ReferenceName {
+	return plumbing.ReferenceName(fmt.Sprintf("refs/sluice/pulls/%d", n))
+}
+
+// FetchPull fetches the remote's ref from, a pull request's head as its
+// forge serves it (refs/pull/N/head, refs/merge-requests/N/head), into
+// PullRef(n), and returns the commit it names. Only a valid ref under
+// refs/ that is no branch, tag, note or ref of Sluice's own is fetched;
+// nothing but PullRef(n) is written. ctx bounds the fetch: a pull request
+// can bring any amount of history.
+func (r *Repository) FetchPull(ctx context.Context, from string, n int64) (plumbing.Hash, error) {
+	name := plumbing.ReferenceName(from)
+	if n <= 0 || name.Validate() != nil || !strings.HasPrefix(from, "refs/") || strings.ContainsAny(from, "*:^~") ||
+		name.IsBranch() || name.IsTag() || name.IsNote() || strings.HasPrefix(from, "refs/sluice/") || strings.HasPrefix(from, "refs/remotes/") {
+		return plumbing.ZeroHash, fmt.Errorf("fetch pull request %d: %q is not a ref a pull request's head is served at", n, from)
+	}
+	to := PullRef(n)
+	st := r.netStore(ctx)
+	err := git.NewRemote(st, r.remote).FetchContext(ctx, &git.FetchOptions{
+		RemoteName: remoteName,
+		RefSpecs:   []config.RefSpec{config.RefSpec("+" + from + ":" + string(to))},
+		Auth:       r.auth,
+		Tags:       git.NoTags,
+		CABundle:   r.caBundle,
+	})
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+	case errors.Is(err, git.NoMatchingRefSpecError{}):
+		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w", from, ErrBranchNotFound)
+	default:
+		return plumbing.ZeroHash, r.remoteErr(ctx, "fetch "+from, err)
+	}
+	if err := r.mu.Lock(ctx); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	defer r.mu.Unlock()
+	if ref := overlay(st)[to]; ref != nil {
+		if err := r.setRef(to, ref.Hash()); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w", from, err)
+		}
+		return ref.Hash(), nil
+	}
+	// Up to date: the ref already names the remote's commit.
+	h, err := r.refHash(to)
+	if err == nil && h.IsZero() {
+		err = errors.New("no commit fetched")
+	}
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w", from, err)
+	}
+	return h, nil
+}

@@ -1,0 +1,98 @@
+package gitrepo
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/sluice-gitops/sluice/test/gitserver"
+)
+
+// TestFetchPull fetches pull requests' heads, as a forge serves them, from
+// a real Git server into refs Sluice names itself.
+func TestFetchPull(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	url := srv.CreateRepo(t, "desired")
+	gitserver.Seed(t, srv, "desired", map[string]string{"a": "1\n"}, "c1")
+	w := srv.Clone(t, "desired")
+	w.Write(t, "a", "2\n")
+	head1 := w.Commit(t, "the pull request")
+	if err := w.Push(t, "HEAD:refs/pull/7/head", "HEAD:refs/merge-requests/3/head"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(t.Context(), Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		from    string
+		n       int64
+		want    string
+		wantErr string
+	}{
+		{name: "a GitHub or Gitea pull request's head", from: "refs/pull/7/head", n: 7, want: head1},
+		{name: "a GitLab merge request's head", from: "refs/merge-requests/3/head", n: 3, want: head1},
+		{name: "a pull request the remote does not have", from: "refs/pull/8/head", n: 8, wantErr: "branch not found"},
+		{name: "a branch is not a pull request", from: "refs/heads/main", n: 7, wantErr: "is not a ref"},
+		{name: "Sluice's own refs are not fetched over", from: "refs/sluice/remote-notes", n: 7, wantErr: "is not a ref"},
+		{name: "a pattern is not a ref", from: "refs/pull/*/head", n: 7, wantErr: "is not a ref"},
+		{name: "a refspec is not a ref", from: "refs/pull/7/head:refs/heads/main", n: 7, wantErr: "is not a ref"},
+		{name: "a bad name is refused", from: "refs/pull/../head", n: 7, wantErr: "is not a ref"},
+		{name: "no number", from: "refs/pull/0/head", n: 0, wantErr: "is not a ref"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := r.FetchPull(t.Context(), tt.from, tt.n)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("FetchPull(%q) = %v, %v; want an error saying %q", tt.from, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != tt.want {
+				t.Errorf("FetchPull = %s, want %s", got, tt.want)
+			}
+			ref, err := r.st.Reference(PullRef(tt.n))
+			if err != nil || ref.Hash() != got {
+				t.Errorf("%s = %v (%v), want %s", PullRef(tt.n), ref, err, got)
+			}
+			if _, err := r.Commit(t.Context(), got); err != nil {
+				t.Errorf("the head's commit is not in the store: %v", err)
+			}
+		})
+	}
+
+	// The pull request moves, and is fetched again, unchanged or not.
+	w.Write(t, "a", "3\n")
+	head2 := w.Commit(t, "more")
+	if err := w.Push(t, "+HEAD:refs/pull/7/head"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := r.FetchPull(t.Context(), "refs/pull/7/head", 7)
+		if err != nil || got.String() != head2 {
+			t.Fatalf("FetchPull after a push = %s, %v; want %s", got, err, head2)
+		}
+	}
+	// Nothing but Sluice's pull refs was written.
+	refs, err := r.st.IterReferences()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = refs.ForEach(func(ref *plumbing.Reference) error {
+		if n := ref.Name().String(); !strings.HasPrefix(n, "refs/sluice/pulls/") && n != "HEAD" {
+			t.Errorf("FetchPull wrote %s", n)
+		}
+		return nil
+	})
+	if _, err := r.FetchPull(t.Context(), "refs/pull/8/head", 8); !errors.Is(err, ErrBranchNotFound) {
+		t.Errorf("a missing pull request: %v, want ErrBranchNotFound", err)
+	}
+}
