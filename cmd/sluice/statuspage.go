@@ -106,7 +106,8 @@ type statusGate struct {
 	drained      time.Time
 	follower     bool // --leader-elect: another replica leads it
 
-	queue     []string // as of queueAt
+	queue     []string // as of queueAt, when queueOK
+	queueOK   bool
 	queueErr  string
 	queueAt   time.Time
 	refreshMu sync.Mutex // one refresh at a time
@@ -117,6 +118,8 @@ type statusStore struct {
 	source string
 	names  []string // in the config's order
 	now    func() time.Time
+	// timeout bounds each read of the repository for a request.
+	timeout time.Duration
 	// branches returns the target tip and the queue of a target branch as
 	// the repository has them; nil: the page shows the events only.
 	branches func(ctx context.Context, target string) (tip string, queue []string, err error)
@@ -129,7 +132,7 @@ type statusStore struct {
 }
 
 func newStatusStore(gates []string) *statusStore {
-	s := &statusStore{names: slices.Clone(gates), now: time.Now, gates: map[string]*statusGate{}}
+	s := &statusStore{names: slices.Clone(gates), now: time.Now, timeout: statusLookupTimeout, gates: map[string]*statusGate{}}
 	for _, g := range gates {
 		s.gates[g] = &statusGate{commits: map[string]*commitView{}, serial: true}
 	}
@@ -315,19 +318,19 @@ func (s *statusStore) refresh(ctx context.Context, name string) {
 	if fresh || target == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, statusLookupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	tip, queue, err := s.branches(ctx, target)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g.queueAt = s.now() // a busy repository is not asked again at once either
 	if ctx.Err() != nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g.queueAt = s.now()
 	if tip != "" {
 		g.tip = tip
 	}
-	g.queue, g.queueErr = queue, ""
+	g.queue, g.queueOK, g.queueErr = queue, err == nil, ""
 	if err != nil {
 		g.queueErr = err.Error()
 	}
@@ -339,7 +342,7 @@ func (s *statusStore) gateView(name string) gateView {
 	g := s.gates[name]
 	v := gateView{Name: name, Path: g.path, Source: s.source, Target: g.target, TargetTip: g.tip,
 		Testing: []commitView{}, Recent: []commitView{}}
-	if !g.queueAt.IsZero() && g.queueErr == "" {
+	if g.queueOK {
 		n := len(g.queue)
 		v.Queue = &n
 	}
@@ -434,7 +437,7 @@ func (s *statusStore) commit(ctx context.Context, gate, sha string) (commitView,
 		return commitView{}, errNoCommit
 	}
 	if s.lookup != nil {
-		ctx, cancel := context.WithTimeout(ctx, statusLookupTimeout)
+		ctx, cancel := context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 		v, ok, err := s.lookup(ctx, gate, plumbing.NewHash(sha))
 		if err != nil && queued < 0 {

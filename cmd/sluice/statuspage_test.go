@@ -299,3 +299,27 @@ func TestSplitJudged(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusPageWithABusyRepository: a repository that does not answer in
+// time leaves the queue unknown (not empty), and requests that follow do
+// not ask it again before statusRefresh.
+func TestStatusPageWithABusyRepository(t *testing.T) {
+	m := newMonitor([]string{"staging"})
+	m.status.useRepository(nil, nil, "main", []reconcile.Gate{{Name: "staging", Target: "staging"}})
+	m.status.timeout = 10 * time.Millisecond
+	asked := 0
+	m.status.branches = func(ctx context.Context, _ string) (string, []string, error) {
+		asked++
+		<-ctx.Done()
+		return "", nil, ctx.Err()
+	}
+	for range 3 {
+		code, _, body := statusGet(t, m.handler(), "/status?format=json", "")
+		if code != http.StatusOK || strings.Contains(body, "queueLength") {
+			t.Errorf("GET /status = %d, want 200 without a queue length:\n%s", code, body)
+		}
+	}
+	if asked != 1 {
+		t.Errorf("the repository was asked %d times, want once", asked)
+	}
+}
