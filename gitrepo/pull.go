@@ -65,3 +65,37 @@ func (r *Repository) FetchPull(ctx context.Context, from string, n int64) (plumb
 	}
 	return h, nil
 }
+
+// PrunePulls removes the refs FetchPull wrote for pull requests not in
+// open, so that closed pull requests leave nothing behind, and returns how
+// many it removed. No other ref is touched.
+func (r *Repository) PrunePulls(ctx context.Context, open []int64) (int, error) {
+	keep := map[plumbing.ReferenceName]bool{}
+	for _, n := range open {
+		keep[PullRef(n)] = true
+	}
+	if err := r.mu.Lock(ctx); err != nil {
+		return 0, err
+	}
+	defer r.mu.Unlock()
+	it, err := r.st.IterReferences()
+	if err != nil {
+		return 0, fmt.Errorf("prune pull request refs: %w", err)
+	}
+	var stale []plumbing.ReferenceName
+	err = it.ForEach(func(ref *plumbing.Reference) error {
+		if name := ref.Name(); strings.HasPrefix(name.String(), "refs/sluice/pulls/") && !keep[name] {
+			stale = append(stale, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune pull request refs: %w", err)
+	}
+	for i, name := range stale {
+		if err := r.st.RemoveReference(name); err != nil {
+			return i, fmt.Errorf("prune pull request refs: remove %s: %w", name, err)
+		}
+	}
+	return len(stale), nil
+}

@@ -95,4 +95,43 @@ func TestFetchPull(t *testing.T) {
 	if _, err := r.FetchPull(t.Context(), "refs/pull/8/head", 8); !errors.Is(err, ErrBranchNotFound) {
 		t.Errorf("a missing pull request: %v, want ErrBranchNotFound", err)
 	}
+
+	// Pull requests no longer open leave no ref behind; nothing else goes.
+	var pulls []string
+	_ = refsOf(t, r, func(n string) {
+		if strings.HasPrefix(n, "refs/sluice/pulls/") {
+			pulls = append(pulls, n)
+		}
+	})
+	if len(pulls) < 2 {
+		t.Fatalf("pull refs before pruning: %v, want at least two", pulls)
+	}
+	before := refsOf(t, r, func(string) {})
+	removed, err := r.PrunePulls(t.Context(), []int64{7, 99})
+	if err != nil || removed != len(pulls)-1 {
+		t.Fatalf("PrunePulls = %d, %v; want %d removed", removed, err, len(pulls)-1)
+	}
+	after := refsOf(t, r, func(string) {})
+	if after != before-removed {
+		t.Errorf("refs after pruning: %d, want %d", after, before-removed)
+	}
+	if ref, err := r.st.Reference(PullRef(7)); err != nil || ref.Hash().String() != head2 {
+		t.Errorf("the open pull request's ref after pruning: %v, %v", ref, err)
+	}
+}
+
+// refsOf calls f with each ref's name and returns how many there are.
+func refsOf(t *testing.T, r *Repository, f func(string)) int {
+	t.Helper()
+	it, err := r.st.IterReferences()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	_ = it.ForEach(func(ref *plumbing.Reference) error {
+		n++
+		f(ref.Name().String())
+		return nil
+	})
+	return n
 }

@@ -57,9 +57,10 @@ type pullChecks struct {
 	render manifests.RenderOptions
 	env    func(*reconcile.Gate) reconcile.Tester
 	log    *slog.Logger
-	// wake, if set, makes the gates drain now: a commit was queued while
-	// pull requests were looked at (the daemon's Runner.Wake).
-	wake func()
+	// wake, if set, makes a gate drain now: a commit was queued while its
+	// pull requests were looked at (the daemon's Runner.WakeGates; a gate
+	// another replica leads is its leader's to wake).
+	wake func(gates ...string)
 
 	memo *pullMemo
 
@@ -98,7 +99,7 @@ func (c *pullChecks) hook(ctx context.Context, r *reconcile.Runner) {
 	if c == nil {
 		return
 	}
-	c.wake = r.Wake
+	c.wake = r.WakeGates
 	drained := r.OnDrain
 	r.OnDrain = func(gate string, err error) {
 		if drained != nil {
@@ -163,6 +164,16 @@ func (c *pullChecks) pass(ctx context.Context, g *reconcile.Gate) {
 			log.Warn(msg, "forge", c.forge.Name(), "error", err)
 		}
 		return
+	}
+	if len(prs) < maxPullsPerPass {
+		// Every open pull request was listed: the refs of closed ones go.
+		open := make([]int64, 0, len(prs))
+		for _, pr := range prs {
+			open = append(open, pr.Number)
+		}
+		if _, err := c.repo.PrunePulls(ctx, open); err != nil {
+			log.Warn("could not remove the refs of closed pull requests", "error", err)
+		}
 	}
 	for _, pr := range prs {
 		if ctx.Err() != nil {
@@ -265,7 +276,7 @@ func (c *pullChecks) one(ctx context.Context, g *reconcile.Gate, cand *pullCandi
 	switch {
 	case errors.Is(err, errQueued):
 		if c.wake != nil {
-			c.wake()
+			c.wake(g.Name)
 		}
 		return false
 	case err != nil:
