@@ -297,8 +297,8 @@ func TestForgeStatusesOnGitea(t *testing.T) {
 			if last.State != tt.state || !strings.HasPrefix(last.Description, tt.desc) {
 				t.Errorf("last status %q, want %s %q…", seq[len(seq)-1], tt.state, tt.desc)
 			}
-			if last.TargetURL != "https://sluice.example.com/readyz" {
-				t.Errorf("target URL %q, want the public URL's /readyz", last.TargetURL)
+			if want := "https://sluice.example.com/status/" + s.gate + "/" + tt.sha; last.TargetURL != want {
+				t.Errorf("target URL %q, want the commit's status page %q", last.TargetURL, want)
 			}
 			if last.Creator == nil || last.Creator.UserName != s.sluice.Name {
 				t.Errorf("status set by %v, want %s", last.Creator, s.sluice.Name)
