@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
@@ -58,6 +59,18 @@ var (
 )
 
 // netStore returns a fresh netStorer for one network operation.
+// fetchInto fetches specs from the remote into st (a netStore), without
+// tags; the error is go-git's, for the caller to classify.
+func (r *Repository) fetchInto(ctx context.Context, st storage.Storer, specs []config.RefSpec) error {
+	return git.NewRemote(st, r.remote).FetchContext(ctx, &git.FetchOptions{
+		RemoteName: remoteName,
+		RefSpecs:   specs,
+		Auth:       r.auth,
+		Tags:       git.NoTags,
+		CABundle:   r.caBundle,
+	})
+}
+
 func (r *Repository) netStore(ctx context.Context) storage.Storer {
 	s := &netStorer{r: r, ctx: ctx, refs: map[plumbing.ReferenceName]*plumbing.Reference{}, removed: map[plumbing.ReferenceName]bool{}}
 	if _, ok := r.st.(storer.PackfileWriter); ok {

@@ -31,13 +31,7 @@ func (r *Repository) FetchPull(ctx context.Context, from string, n int64) (plumb
 	}
 	to := PullRef(n)
 	st := r.netStore(ctx)
-	err := git.NewRemote(st, r.remote).FetchContext(ctx, &git.FetchOptions{
-		RemoteName: remoteName,
-		RefSpecs:   []config.RefSpec{config.RefSpec("+" + from + ":" + string(to))},
-		Auth:       r.auth,
-		Tags:       git.NoTags,
-		CABundle:   r.caBundle,
-	})
+	err := r.fetchInto(ctx, st, []config.RefSpec{config.RefSpec("+" + from + ":" + string(to))})
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 	case errors.Is(err, git.NoMatchingRefSpecError{}):

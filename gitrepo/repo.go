@@ -257,13 +257,7 @@ func (r *Repository) fetch(ctx context.Context, branches []string) error {
 
 	if len(specs) > 0 {
 		st := r.netStore(ctx)
-		err := git.NewRemote(st, r.remote).FetchContext(ctx, &git.FetchOptions{
-			RemoteName: remoteName,
-			RefSpecs:   specs,
-			Auth:       r.auth,
-			Tags:       git.NoTags,
-			CABundle:   r.caBundle,
-		})
+		err := r.fetchInto(ctx, st, specs)
 		switch {
 		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 		case errors.Is(err, git.NoMatchingRefSpecError{}):

@@ -214,13 +214,20 @@ func (s *forgeScenario) note(sha string) gitrepo.Record {
 // as Gitea's API gives them.
 func (s *forgeScenario) statuses(sha string) []*sdk.Status {
 	s.t.Helper()
+	return s.statusesWhere(sha, func(c string) bool { return c == "sluice/"+s.gate })
+}
+
+// statusesWhere lists the statuses of sha whose context keep takes, oldest
+// first.
+func (s *forgeScenario) statusesWhere(sha string, keep func(context string) bool) []*sdk.Status {
+	s.t.Helper()
 	list, _, err := s.dev.Client.ListStatuses(s.owner, s.repo, sha, sdk.ListStatusesOption{ListOptions: sdk.ListOptions{PageSize: 50}})
 	if err != nil {
 		s.t.Fatalf("list statuses of %s: %v", sha[:7], err)
 	}
 	var out []*sdk.Status
 	for _, st := range list {
-		if st.Context == "sluice/"+s.gate {
+		if keep(st.Context) {
 			out = append(out, st)
 		}
 	}
@@ -413,18 +420,7 @@ func (s *forgeScenario) waitPullHead(n int64, head string) {
 // "sluice/", oldest first.
 func (s *forgeScenario) allStatuses(sha string) []*sdk.Status {
 	s.t.Helper()
-	list, _, err := s.dev.Client.ListStatuses(s.owner, s.repo, sha, sdk.ListStatusesOption{ListOptions: sdk.ListOptions{PageSize: 50}})
-	if err != nil {
-		s.t.Fatalf("list statuses of %s: %v", sha[:7], err)
-	}
-	var out []*sdk.Status
-	for _, st := range list {
-		if strings.HasPrefix(st.Context, "sluice/") {
-			out = append(out, st)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return s.statusesWhere(sha, func(c string) bool { return strings.HasPrefix(c, "sluice/") })
 }
 
 // TestForgePullRequestPreviews opens pull requests into main on a real
