@@ -3,9 +3,12 @@ package gitrepo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
+	"github.com/go-git/go-billy/v5"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -47,6 +50,36 @@ type netStorer struct {
 	refsMu  sync.Mutex
 	refs    map[plumbing.ReferenceName]*plumbing.Reference
 	removed map[plumbing.ReferenceName]bool
+
+	// limit bounds the bytes one fetch may bring: the pack as it arrives
+	// into the filesystem store, the objects' sizes into the memory one.
+	// 0: no bound.
+	limit   int64
+	written atomic.Int64
+}
+
+// ErrFetchTooLarge: a fetch brought more than its bound, and was stopped.
+var ErrFetchTooLarge = errors.New("more than a fetch may bring")
+
+// count adds n bytes to what the fetch brought, and refuses them past the
+// bound.
+func (s *netStorer) count(n int64) error {
+	if s.limit > 0 && s.written.Add(n) > s.limit {
+		return fmt.Errorf("%w (%d MiB)", ErrFetchTooLarge, s.limit>>20)
+	}
+	return nil
+}
+
+// tooLarge reports whether the fetch st worked for went past its bound.
+func tooLarge(st storage.Storer) bool {
+	var s *netStorer
+	switch st := st.(type) {
+	case *netStorer:
+		s = st
+	case netPackStorer:
+		s = st.netStorer
+	}
+	return s != nil && s.limit > 0 && s.written.Load() > s.limit
 }
 
 // netPackStorer is a netStorer on a store that takes whole packfiles.
@@ -113,6 +146,9 @@ func (s *netStorer) locked(f func() error) error {
 func (s *netStorer) NewEncodedObject() plumbing.EncodedObject { return &plumbing.MemoryObject{} }
 
 func (s *netStorer) SetEncodedObject(o plumbing.EncodedObject) (h plumbing.Hash, err error) {
+	if err := s.count(o.Size()); err != nil {
+		return plumbing.ZeroHash, err
+	}
 	err = s.locked(func() error {
 		h, err = s.r.st.SetEncodedObject(o)
 		return err
@@ -197,8 +233,15 @@ func (s *netStorer) AddAlternate(string) error {
 // and on Close writes the index file and moves both into place, touching
 // nothing shared; only then does it register the index with the store
 // (Notify), which holds the lock. A writer of another kind is closed
-// under the lock.
+// under the lock. A bounded fetch's pack is spooled first (spool).
 func (s netPackStorer) PackfileWriter() (io.WriteCloser, error) {
+	if s.limit > 0 {
+		return s.spool()
+	}
+	return s.packfileWriter()
+}
+
+func (s netPackStorer) packfileWriter() (io.WriteCloser, error) {
 	var w io.WriteCloser
 	err := s.locked(func() error {
 		var err error
@@ -220,6 +263,67 @@ func (s netPackStorer) PackfileWriter() (io.WriteCloser, error) {
 		return pw, nil
 	}
 	return &lockedCloser{WriteCloser: w, s: s.netStorer}, nil
+}
+
+// spool takes a bounded fetch's pack into a file of its own first, and
+// hands it to the store's writer only once it arrived whole and within
+// the bound. A pack cut short leaves the store's writer with a temporary
+// file and open descriptors it never removes (dotgit.PackWriter returns
+// early on a pack it cannot parse); a spool is removed whatever happens.
+func (s netPackStorer) spool() (io.WriteCloser, error) {
+	var f billy.File
+	var fs billy.Filesystem
+	err := s.locked(func() error {
+		st, ok := s.r.st.(interface{ Filesystem() billy.Filesystem })
+		if !ok {
+			return errors.New("gitrepo: a store that takes packs has no directory to spool them in")
+		}
+		fs = st.Filesystem()
+		var err error
+		f, err = fs.TempFile("", "sluice-fetch-")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &spoolWriter{s: s, fs: fs, f: f}, nil
+}
+
+// spoolWriter is a bounded fetch's pack on its way to the store.
+type spoolWriter struct {
+	s  netPackStorer
+	fs billy.Filesystem
+	f  billy.File
+	n  int64
+}
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	if err := w.s.count(int64(len(p))); err != nil {
+		return 0, err
+	}
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Close hands the pack to the store if it arrived within the bound, and
+// removes the spool.
+func (w *spoolWriter) Close() (err error) {
+	defer func() {
+		err = errors.Join(err, w.f.Close(), w.fs.Remove(w.f.Name()))
+	}()
+	if tooLarge(w.s) || w.n == 0 {
+		return nil // the fetch has its error already, or brought nothing
+	}
+	if _, err := w.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	pw, err := w.s.packfileWriter()
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(pw, w.f)
+	return errors.Join(err, pw.Close())
 }
 
 type lockedCloser struct {

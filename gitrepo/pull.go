@@ -9,7 +9,12 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/storage"
 )
+
+// MaxPullFetch is what one pull request's fetch may bring by default: the
+// pack's bytes into a cache directory, the objects' bytes into memory.
+const MaxPullFetch = 256 << 20
 
 // PullRef is the local ref Sluice keeps pull request n's head at. It is
 // named by Sluice from the number alone, never by the forge.
@@ -21,18 +26,26 @@ func PullRef(n int64) plumbing.ReferenceName {
 // forge serves it (refs/pull/N/head, refs/merge-requests/N/head), into
 // PullRef(n), and returns the commit it names. Only a valid ref under
 // refs/ that is no branch, tag, note or ref of Sluice's own is fetched;
-// nothing but PullRef(n) is written. ctx bounds the fetch: a pull request
-// can bring any amount of history.
-func (r *Repository) FetchPull(ctx context.Context, from string, n int64) (plumbing.Hash, error) {
+// nothing but PullRef(n) is written. A pull request can bring any amount
+// of history: ctx bounds the fetch's time, and limit (bytes; ≤ 0:
+// MaxPullFetch) what it may bring, past which it stops with an error that
+// is ErrFetchTooLarge and writes no ref.
+func (r *Repository) FetchPull(ctx context.Context, from string, n int64, limit int64) (plumbing.Hash, error) {
 	name := plumbing.ReferenceName(from)
 	if n <= 0 || name.Validate() != nil || !strings.HasPrefix(from, "refs/") || strings.ContainsAny(from, "*:^~") ||
 		name.IsBranch() || name.IsTag() || name.IsNote() || strings.HasPrefix(from, "refs/sluice/") || strings.HasPrefix(from, "refs/remotes/") {
 		return plumbing.ZeroHash, fmt.Errorf("fetch pull request %d: %q is not a ref a pull request's head is served at", n, from)
 	}
 	to := PullRef(n)
+	if limit <= 0 {
+		limit = MaxPullFetch
+	}
 	st := r.netStore(ctx)
+	setLimit(st, limit)
 	err := r.fetchInto(ctx, st, []config.RefSpec{config.RefSpec("+" + from + ":" + string(to))})
 	switch {
+	case err != nil && tooLarge(st):
+		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w (%d MiB)", from, ErrFetchTooLarge, limit>>20)
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 	case errors.Is(err, git.NoMatchingRefSpecError{}):
 		return plumbing.ZeroHash, fmt.Errorf("fetch %s: %w", from, ErrBranchNotFound)
@@ -92,4 +105,14 @@ func (r *Repository) PrunePulls(ctx context.Context, open []int64) (int, error) 
 		}
 	}
 	return len(stale), nil
+}
+
+// setLimit bounds the bytes the fetch st works for may bring.
+func setLimit(st storage.Storer, limit int64) {
+	switch st := st.(type) {
+	case *netStorer:
+		st.limit = limit
+	case netPackStorer:
+		st.limit = limit
+	}
 }

@@ -2,6 +2,9 @@ package gitrepo
 
 import (
 	"errors"
+	"io/fs"
+	"math/rand"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -46,7 +49,7 @@ func TestFetchPull(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := r.FetchPull(t.Context(), tt.from, tt.n)
+			got, err := r.FetchPull(t.Context(), tt.from, tt.n, 0)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("FetchPull(%q) = %v, %v; want an error saying %q", tt.from, got, err, tt.wantErr)
@@ -76,7 +79,7 @@ func TestFetchPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		got, err := r.FetchPull(t.Context(), "refs/pull/7/head", 7)
+		got, err := r.FetchPull(t.Context(), "refs/pull/7/head", 7, 0)
 		if err != nil || got.String() != head2 {
 			t.Fatalf("FetchPull after a push = %s, %v; want %s", got, err, head2)
 		}
@@ -92,7 +95,7 @@ func TestFetchPull(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := r.FetchPull(t.Context(), "refs/pull/8/head", 8); !errors.Is(err, ErrBranchNotFound) {
+	if _, err := r.FetchPull(t.Context(), "refs/pull/8/head", 8, 0); !errors.Is(err, ErrBranchNotFound) {
 		t.Errorf("a missing pull request: %v, want ErrBranchNotFound", err)
 	}
 
@@ -134,4 +137,72 @@ func refsOf(t *testing.T, r *Repository, f func(string)) int {
 		return nil
 	})
 	return n
+}
+
+// TestFetchPullIsBounded: a pull request that brings more than the fetch's
+// bound is stopped, into memory or into a cache directory, writes no ref,
+// and says so with ErrFetchTooLarge; the same head under a larger bound is
+// fetched.
+func TestFetchPullIsBounded(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	url := srv.CreateRepo(t, "desired")
+	gitserver.Seed(t, srv, "desired", map[string]string{"a": "1\n"}, "c1")
+	w := srv.Clone(t, "desired")
+	// 3 MiB that do not compress.
+	big := make([]byte, 3<<20)
+	rand.New(rand.NewSource(1)).Read(big)
+	w.Write(t, "big.bin", string(big))
+	head := w.Commit(t, "a large file")
+	if err := w.Push(t, "HEAD:refs/pull/5/head"); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, store := range []struct {
+		name string
+		dir  string
+	}{{"memory", ""}, {"cache directory", t.TempDir()}} {
+		t.Run(store.name, func(t *testing.T) {
+			r, err := Open(t.Context(), Options{URL: url, Dir: store.dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			_, err = r.FetchPull(t.Context(), "refs/pull/5/head", 5, 1<<20)
+			if !errors.Is(err, ErrFetchTooLarge) || !strings.Contains(err.Error(), "refs/pull/5/head") || !strings.Contains(err.Error(), "1 MiB") {
+				t.Fatalf("FetchPull under a 1 MiB bound: %v, want ErrFetchTooLarge naming the ref and the bound", err)
+			}
+			if ref, err := r.st.Reference(PullRef(5)); err == nil {
+				t.Errorf("a refused fetch wrote %s = %s", PullRef(5), ref.Hash())
+			}
+			// Nothing of the refused pack stays on disk.
+			leftovers(t, store.dir, "a refused fetch", func(name string) bool {
+				return strings.HasPrefix(name, "tmp_") || strings.HasPrefix(name, "sluice-fetch-") || strings.HasSuffix(name, ".pack")
+			})
+			got, err := r.FetchPull(t.Context(), "refs/pull/5/head", 5, 8<<20)
+			if err != nil || got.String() != head {
+				t.Fatalf("FetchPull under an 8 MiB bound = %s, %v; want %s", got, err, head)
+			}
+			leftovers(t, store.dir, "a fetch within its bound", func(name string) bool {
+				return strings.HasPrefix(name, "tmp_") || strings.HasPrefix(name, "sluice-fetch-")
+			})
+		})
+	}
+}
+
+// leftovers fails t for each file under dir (none: in memory) that stray
+// takes, left by what.
+func leftovers(t *testing.T, dir, what string, stray func(name string) bool) {
+	t.Helper()
+	if dir == "" {
+		return
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && stray(d.Name()) {
+			t.Errorf("%s left %s", what, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
