@@ -251,14 +251,27 @@ func (c *pullChecks) one(ctx context.Context, g *reconcile.Gate, cand *pullCandi
 		return true
 	}
 	onto := cand.tree.String()
+	if input, ok := c.memo.decided(g.Name, pr.Head, fetchRefused); ok {
+		c.repost(g.Name, pr.Head, input)
+		return true
+	}
 	if input, ok := c.memo.decided(g.Name, pr.Head, onto); ok {
 		log.Debug("pull request already judged on this candidate", "head", shortSHA(pr.Head))
 		c.repost(g.Name, pr.Head, input)
 		return true
 	}
 	fctx, cancel := context.WithTimeout(ctx, pullFetchTimeout)
-	head, err := c.repo.FetchPull(fctx, pr.Ref, pr.Number)
+	head, err := c.repo.FetchPull(fctx, pr.Ref, pr.Number, gitrepo.MaxPullFetch)
 	cancel()
+	if errors.Is(err, gitrepo.ErrFetchTooLarge) {
+		// The pull request's own doing, whatever the candidate: judged
+		// once per head, never fetched again.
+		st := previewStatus(g.Name, c.source, cand.commit, plumbing.NewHash(pr.Head), pullOutcome{kind: pullTooLarge, reason: err.Error()})
+		c.memo.remember(g.Name, pr.Head, fetchRefused, fetchRefused, &st)
+		c.repost(g.Name, pr.Head, fetchRefused)
+		log.Warn("pull request not fetched: too large", "ref", pr.Ref, "error", err)
+		return true
+	}
 	if err != nil {
 		log.Warn("pull request not fetched, will retry after the next drain", "ref", pr.Ref, "error", err)
 		return true
@@ -497,7 +510,12 @@ const (
 	pullFailed   = "failed"
 	pullConflict = "conflict"
 	pullError    = "error"
+	pullTooLarge = "too large"
 )
+
+// fetchRefused is the memo's candidate and input of a head whose fetch
+// went past its bound: it stands whatever the candidate.
+const fetchRefused = "fetch refused"
 
 // previewStatus is the status sluice/<gate>/preview on head for o. A
 // failure names its reason (the object and field, as a candidate's
@@ -523,6 +541,8 @@ func previewStatus(gate, source string, cand, head plumbing.Hash, o pullOutcome)
 			files += fmt.Sprintf(" and %d more", len(o.paths)-1)
 		}
 		s.State, s.Description = forge.Error, "conflicts with "+files+" in the queue; rebase on "+source
+	case pullTooLarge:
+		s.State, s.Description = forge.Failure, "not tested: "+firstLine(o.reason)
 	default:
 		s.State, s.Description = forge.Pending, "not judged yet, will retry: "+firstLine(o.reason)
 	}

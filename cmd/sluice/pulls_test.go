@@ -98,6 +98,7 @@ func TestPreviewStatus(t *testing.T) {
 		{"a failure gives the first line of its reason", pullOutcome{kind: pullFailed, reason: "tests: test Job/a-checks-b failed\nlogs: ..."}, forge.Failure, "would fail stg on top of cccccccccccc: tests: test Job/a-checks-b failed"},
 		{"a conflict asks for a rebase, naming the file", pullOutcome{kind: pullConflict, paths: []string{"environments/staging/versions/a.yaml"}}, forge.Error, "conflicts with environments/staging/versions/a.yaml in the queue; rebase on main"},
 		{"a conflict in several files names the first", pullOutcome{kind: pullConflict, paths: []string{"a", "b", "c"}}, forge.Error, "conflicts with a and 2 more in the queue; rebase on main"},
+		{"a head too large to fetch fails, untested", pullOutcome{kind: pullTooLarge, reason: "fetch refs/pull/7/head: more than a fetch may bring (256 MiB)"}, forge.Failure, "not tested: fetch refs/pull/7/head: more than a fetch may bring (256 MiB)"},
 		{"the cluster's error stays pending", pullOutcome{kind: pullError, reason: "apply: connection refused"}, forge.Pending, "not judged yet, will retry: apply: connection refused"},
 	}
 	for _, tt := range tests {
