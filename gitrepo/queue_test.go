@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -225,5 +226,66 @@ func TestOpenOnDiskCacheIsReused(t *testing.T) {
 	}
 	if err := r3.Fetch(t.Context(), "main"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOpenRemovesStrays: what a process ended in the middle of a fetch
+// left in the cache directory (a spool, go-git's temporary pack and object
+// files) is removed by the next Open that takes the directory, and by no
+// Open that cannot take it; nothing else is touched.
+func TestOpenRemovesStrays(t *testing.T) {
+	bare, _, h := queueRemote(t)
+	dir := t.TempDir()
+	r, err := Open(t.Context(), Options{URL: bare, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Fetch(t.Context(), "main"); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	strays := []string{write("sluice-fetch-1234"), write("objects/pack/tmp_pack_5678"), write("objects/pack/tmp_obj_9")}
+	kept := []string{write("objects/pack/notes.txt"), write("sluice-fetched"), filepath.Join(dir, "objects/pack/tmp_pack_dir")}
+	if err := os.Mkdir(kept[2], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exist := func(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+	// Another Open while r holds the directory removes nothing: r may be
+	// writing them.
+	if _, err := Open(t.Context(), Options{URL: bare, Dir: dir}); !errors.Is(err, ErrCacheInUse) {
+		t.Fatalf("Open of a cache in use = %v, want ErrCacheInUse", err)
+	}
+	for _, p := range strays {
+		if !exist(p) {
+			t.Errorf("an Open that could not take the directory removed %s", p)
+		}
+	}
+	r.Close()
+
+	r2, err := Open(t.Context(), Options{URL: bare, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	for _, p := range strays {
+		if exist(p) {
+			t.Errorf("%s is still there after Open", p)
+		}
+	}
+	for _, p := range kept {
+		if !exist(p) {
+			t.Errorf("Open removed %s, which no fetch writes", p)
+		}
+	}
+	if tip, err := r2.Tip(t.Context(), "main"); err != nil || tip.String() != h["c3"] {
+		t.Errorf("Tip(main) after Open = %s, %v; want %s", tip, err, h["c3"])
 	}
 }

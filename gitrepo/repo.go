@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -139,6 +140,9 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 		// go-git keeps no lock of its own across processes.
 		if lock, err = lockDir(opts.Dir); err != nil {
 			return nil, err
+		}
+		if lock != nil {
+			removeStrays(opts.Dir)
 		}
 		st = filesystem.NewStorage(osfs.New(opts.Dir), cache.NewObjectLRUDefault())
 	}
@@ -423,4 +427,32 @@ func isHostKeyError(err error) bool {
 	}
 	text := err.Error()
 	return strings.Contains(text, "knownhosts: key ") || strings.Contains(text, "no common algorithm for host key")
+}
+
+// strayFiles are the temporary files a fetch writes into a cache
+// directory, by the directory they are in, left there when the process
+// ended in the middle of one (or, for go-git's own, when a pack was cut
+// short): a bounded fetch's spool and go-git's pack and object temporaries.
+var strayFiles = map[string][]string{
+	".":             {"sluice-fetch-*"},
+	"objects/pack/": {"tmp_pack_*", "tmp_obj_*"},
+}
+
+// removeStrays removes what strayFiles names in dir. Only while dir's lock
+// is held: then no fetch of another process is writing them.
+func removeStrays(dir string) {
+	for sub, patterns := range strayFiles {
+		entries, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, e := range entries {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			for _, pattern := range patterns {
+				if ok, _ := filepath.Match(pattern, e.Name()); ok {
+					_ = os.Remove(filepath.Join(dir, sub, e.Name()))
+					break
+				}
+			}
+		}
+	}
 }
