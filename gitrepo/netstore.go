@@ -72,14 +72,16 @@ func (s *netStorer) count(n int64) error {
 
 // tooLarge reports whether the fetch st worked for went past its bound.
 func tooLarge(st storage.Storer) bool {
-	var s *netStorer
-	switch st := st.(type) {
-	case *netStorer:
-		s = st
-	case netPackStorer:
-		s = st.netStorer
+	s := netStorerOf(st)
+	return s.limit > 0 && s.written.Load() > s.limit
+}
+
+// netStorerOf is the netStorer of st, a netStore.
+func netStorerOf(st storage.Storer) *netStorer {
+	if p, ok := st.(netPackStorer); ok {
+		return p.netStorer
 	}
-	return s != nil && s.limit > 0 && s.written.Load() > s.limit
+	return st.(*netStorer)
 }
 
 // netPackStorer is a netStorer on a store that takes whole packfiles.
@@ -114,13 +116,7 @@ func (r *Repository) netStore(ctx context.Context) storage.Storer {
 
 // overlay returns the refs a network operation set (nil value: removed).
 func overlay(st storage.Storer) map[plumbing.ReferenceName]*plumbing.Reference {
-	var s *netStorer
-	switch st := st.(type) {
-	case *netStorer:
-		s = st
-	case netPackStorer:
-		s = st.netStorer
-	}
+	s := netStorerOf(st)
 	s.refsMu.Lock()
 	defer s.refsMu.Unlock()
 	out := make(map[plumbing.ReferenceName]*plumbing.Reference, len(s.refs)+len(s.removed))

@@ -9,7 +9,6 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/storage"
 )
 
 // MaxPullFetch is what one pull request's fetch may bring by default: the
@@ -41,7 +40,7 @@ func (r *Repository) FetchPull(ctx context.Context, from string, n int64, limit 
 		limit = MaxPullFetch
 	}
 	st := r.netStore(ctx)
-	setLimit(st, limit)
+	netStorerOf(st).limit = limit
 	err := r.fetchInto(ctx, st, []config.RefSpec{config.RefSpec("+" + from + ":" + string(to))})
 	switch {
 	case err != nil && tooLarge(st):
@@ -105,14 +104,4 @@ func (r *Repository) PrunePulls(ctx context.Context, open []int64) (int, error) 
 		}
 	}
 	return len(stale), nil
-}
-
-// setLimit bounds the bytes the fetch st works for may bring.
-func setLimit(st storage.Storer, limit int64) {
-	switch st := st.(type) {
-	case *netStorer:
-		st.limit = limit
-	case netPackStorer:
-		st.limit = limit
-	}
 }

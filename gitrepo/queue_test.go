@@ -187,9 +187,9 @@ func TestFetchForgetsDeletedBranch(t *testing.T) {
 	}
 }
 
-func TestOpenOnDiskCacheIsReused(t *testing.T) {
-	bare, _, h := queueRemote(t)
-	dir := t.TempDir()
+// openFetched opens a cache in dir of bare and fetches main into it.
+func openFetched(t *testing.T, bare, dir string) *Repository {
+	t.Helper()
 	r, err := Open(t.Context(), Options{URL: bare, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +197,13 @@ func TestOpenOnDiskCacheIsReused(t *testing.T) {
 	if err := r.Fetch(t.Context(), "main"); err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+func TestOpenOnDiskCacheIsReused(t *testing.T) {
+	bare, _, h := queueRemote(t)
+	dir := t.TempDir()
+	r := openFetched(t, bare, dir)
 	// While r holds the cache, nobody else may use it: go-git has no lock
 	// of its own, and two writers would corrupt refs.
 	if _, err := Open(t.Context(), Options{URL: bare, Dir: dir}); !errors.Is(err, ErrCacheInUse) || !strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
@@ -236,13 +243,7 @@ func TestOpenOnDiskCacheIsReused(t *testing.T) {
 func TestOpenRemovesStrays(t *testing.T) {
 	bare, _, h := queueRemote(t)
 	dir := t.TempDir()
-	r, err := Open(t.Context(), Options{URL: bare, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Fetch(t.Context(), "main"); err != nil {
-		t.Fatal(err)
-	}
+	r := openFetched(t, bare, dir)
 	write := func(name string) string {
 		t.Helper()
 		p := filepath.Join(dir, name)

@@ -537,14 +537,7 @@ func TestForgePullRequestPreviews(t *testing.T) {
 	}
 
 	// A new push to the good pull request: its new head is judged.
-	s.git(s.work, "checkout", "-q", "bump-a")
-	if err := os.WriteFile(filepath.Join(s.work, "environments/staging/versions/a.yaml"), []byte(version2("a", "v4")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.git(s.work, "commit", "-qam", "bump A to v4 instead")
-	s.push(s.dev, "HEAD:refs/heads/bump-a")
-	good2 := s.git(s.work, "rev-parse", "HEAD")
-	s.git(s.work, "checkout", "-q", "main")
+	good2 := s.bumpAInstead()
 	s.waitPullHead(prGood, good2)
 	if r := s.runOnce(cfg); r.code != 0 {
 		t.Fatalf("second sluice run --once exited %d", r.code)
@@ -636,14 +629,7 @@ func TestForgePullRequestPreviewsInTheDaemon(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "two more drains to find the head judged", func() bool { return judged(good) >= 2 })
 
-	s.git(s.work, "checkout", "-q", "bump-a")
-	if err := os.WriteFile(filepath.Join(s.work, "environments/staging/versions/a.yaml"), []byte(version2("a", "v4")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.git(s.work, "commit", "-qam", "bump A to v4 instead")
-	s.push(s.dev, "HEAD:refs/heads/bump-a")
-	good2 := s.git(s.work, "rev-parse", "HEAD")
-	s.git(s.work, "checkout", "-q", "main")
+	good2 := s.bumpAInstead()
 	s.waitPullHead(pr, good2)
 	waitFor(t, 3*time.Minute, "the new head's preview to pass", passed(good2))
 	for _, d := range daemons {
@@ -673,4 +659,19 @@ func TestForgePullRequestPreviewsInTheDaemon(t *testing.T) {
 			t.Errorf("%s = %s, want %s: a pull request moves no branch", b, got[:7], base[:7])
 		}
 	}
+}
+
+// bumpAInstead pushes a new head to the pull request branch bump-a, A at
+// v4, and returns it; the work tree is back on main.
+func (s *forgeScenario) bumpAInstead() string {
+	s.t.Helper()
+	s.git(s.work, "checkout", "-q", "bump-a")
+	if err := os.WriteFile(filepath.Join(s.work, "environments/staging/versions/a.yaml"), []byte(version2("a", "v4")), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	s.git(s.work, "commit", "-qam", "bump A to v4 instead")
+	s.push(s.dev, "HEAD:refs/heads/bump-a")
+	head := s.git(s.work, "rev-parse", "HEAD")
+	s.git(s.work, "checkout", "-q", "main")
+	return head
 }
