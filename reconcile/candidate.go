@@ -387,12 +387,19 @@ func (r *Runner) render(ctx context.Context, tree plumbing.Hash, path string) ([
 
 // renderReads is render that also returns what it read, when asked.
 func (r *Runner) renderReads(ctx context.Context, tree plumbing.Hash, path string, withReads bool) ([]*unstructured.Unstructured, manifests.ReadSet, error) {
-	opts := r.Render
+	return RenderTree(ctx, r.Repo, r.Render, tree, path, withReads)
+}
+
+// RenderTree renders path in tree as a candidate is rendered (opts zero:
+// manifests.DefaultRenderOptions), with what it read when withReads is
+// set. What the commit is at fault for, a render error or a tree or blob
+// the tree reader refuses, is a *testenv.Fault at StepRender.
+func RenderTree(ctx context.Context, repo *gitrepo.Repository, opts manifests.RenderOptions, tree plumbing.Hash, path string, withReads bool) ([]*unstructured.Unstructured, manifests.ReadSet, error) {
 	if opts == (manifests.RenderOptions{}) {
 		opts = manifests.DefaultRenderOptions()
 	}
 	var te *gitrepo.TreeError
-	fsys, err := r.Repo.TreeFS(ctx, tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
+	fsys, err := repo.TreeFS(ctx, tree, gitrepo.TreeOptions{MaxBlobSize: opts.MaxFileSize})
 	if err != nil {
 		if errors.As(err, &te) {
 			return nil, manifests.ReadSet{}, &testenv.Fault{Step: StepRender, Msg: te.Error()}

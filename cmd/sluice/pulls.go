@@ -216,11 +216,7 @@ func (c *pullChecks) candidate(ctx context.Context, g *reconcile.Gate) (*pullCan
 	if last != nil && last.tree == tc.Tree {
 		return &pullCandidate{commit: tip, tree: tc.Tree, objs: last.objs, reads: last.reads, digest: last.digest}, nil
 	}
-	fsys, err := c.repo.TreeFS(ctx, tc.Tree, gitrepo.TreeOptions{MaxBlobSize: c.render.MaxFileSize})
-	if err != nil {
-		return nil, err
-	}
-	objs, reads, err := manifests.RenderWithReads(ctx, fsys, g.Path, c.render)
+	objs, reads, err := reconcile.RenderTree(ctx, c.repo, c.render, tc.Tree, g.Path, true)
 	if err != nil {
 		return nil, fmt.Errorf("render %s at %s: %w", g.Path, shortSHA(tip.String()), err)
 	}
@@ -365,7 +361,7 @@ func (c *pullChecks) judge(ctx context.Context, g *reconcile.Gate, cand *pullCan
 	if err != nil {
 		return pullJudgement{}, err
 	}
-	objs, err := c.renderTree(ctx, tree, g.Path)
+	objs, _, err := reconcile.RenderTree(ctx, c.repo, c.render, tree, g.Path, false)
 	if testenv.IsFault(err) {
 		return verdict("tree "+tree.String(), pullOutcome{kind: pullFailed, reason: err.Error()})
 	}
@@ -433,26 +429,6 @@ func (c *pullChecks) control(ctx context.Context, g *reconcile.Gate, cand *pullC
 		return fmt.Errorf("%w; the candidate %s fails the same step on this cluster too (%v), so the cluster is at fault", failure, shortSHA(cand.commit.String()), err)
 	}
 	return &testenv.Fault{Step: failure.Step, Msg: fmt.Sprintf("the candidate %s passes it on the same cluster: %v", shortSHA(cand.commit.String()), failure.Err)}
-}
-
-// renderTree renders the gate's path from tree; the tree's faults (a
-// kustomization that does not build, a tree git would refuse) are a
-// *testenv.Fault, as for a candidate.
-func (c *pullChecks) renderTree(ctx context.Context, tree plumbing.Hash, dir string) ([]*unstructured.Unstructured, error) {
-	fsys, err := c.repo.TreeFS(ctx, tree, gitrepo.TreeOptions{MaxBlobSize: c.render.MaxFileSize})
-	var te *gitrepo.TreeError
-	if errors.As(err, &te) {
-		return nil, &testenv.Fault{Step: reconcile.StepRender, Msg: te.Error()}
-	}
-	if err != nil {
-		return nil, err
-	}
-	objs, err := manifests.Render(ctx, fsys, dir, c.render)
-	var re *manifests.RenderError
-	if errors.As(err, &re) || errors.As(err, &te) {
-		return nil, &testenv.Fault{Step: reconcile.StepRender, Msg: err.Error()}
-	}
-	return objs, err
 }
 
 // checkPull refuses a pull request whose ref is not the one its forge
