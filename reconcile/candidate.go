@@ -222,6 +222,7 @@ func (r *Runner) testRun(ctx context.Context, cr *candidateRun) (gitrepo.Record,
 
 		ApplyConcurrency: g.ApplyConcurrency,
 		Priority:         cr.priority,
+		Reuse:            g.ReuseEnvironment,
 	}
 	if err := cr.settled(ctx); err != nil {
 		return rec, err

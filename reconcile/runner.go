@@ -42,8 +42,32 @@ type Gate struct {
 	// ParallelismMin and ParallelismMax bound the speculative window; Max
 	// is also the most commits a batch holds.
 	ParallelismMin, ParallelismMax int
+	// ReuseEnvironment keeps a passed candidate's environment for the
+	// next one, which is applied onto it as an update (testenv.TestSpec.Reuse).
+	ReuseEnvironment bool
 	// Env tests this gate's candidates (its own cluster); nil: Runner.Env.
 	Env Tester
+}
+
+// Releaser is a Tester that keeps environments between candidates
+// (Gate.ReuseEnvironment); Release removes the one kept for gate. The
+// runner calls it when a gate's loop ends: a daemon stopping, a lease
+// lost, a `run --once` done.
+type Releaser interface {
+	Release(ctx context.Context, gate string) error
+}
+
+// release removes what g's Tester keeps for g, if it keeps anything.
+func (r *Runner) release(ctx context.Context, g *Gate) {
+	rel, ok := r.env(g).(Releaser)
+	if !ok || !g.ReuseEnvironment {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := rel.Release(ctx, g.Name); err != nil {
+		r.log().Warn("could not remove the kept environment", "gate", g.Name, "error", err)
+	}
 }
 
 // Tester tests one candidate in a test environment and removes leftovers.
@@ -192,6 +216,9 @@ func (r *Runner) RunOnce(ctx context.Context) error {
 		}
 		active = slices.DeleteFunc(active, func(i int) bool { return errs[i] != nil })
 	}
+	for i := range r.Gates {
+		r.release(ctx, &r.Gates[i])
+	}
 	return errors.Join(errs...)
 }
 
@@ -309,6 +336,7 @@ func (r *Runner) waker(gate string) chan struct{} {
 }
 
 func (r *Runner) runGate(ctx context.Context, g *Gate, interval time.Duration, wake <-chan struct{}) {
+	defer r.release(ctx, g)
 	backoff := newBackoff(g.InitialBackoff, g.MaxBackoff)
 	var last string
 	for {

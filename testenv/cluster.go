@@ -48,6 +48,7 @@ type Cluster struct {
 	poll       time.Duration
 	envRole    *environmentRole // see UseEnvironmentRole (rbac.go)
 	starts     *startLimit      // see SetStartLimit (starts.go)
+	warm       warmPool         // environments kept for TestSpec.Reuse (reuse.go)
 }
 
 // NewClient is the Kubernetes client Sluice uses everywhere (the test
@@ -133,6 +134,11 @@ type TestSpec struct {
 	// Priority orders the tests that wait for a start (SetStartLimit):
 	// the lowest first. Sluice gives a candidate's place in its queue.
 	Priority int
+	// Reuse keeps a passed test's namespace for the gate's next candidate,
+	// which is applied onto it as an update (only the objects that differ
+	// are sent, the ones it no longer has are deleted) instead of into a
+	// new namespace; see Test.
+	Reuse bool
 	// Until, when set to StepApply, StepHealth or StepTests, ends the test
 	// after that step (a control run repeats only the step that failed).
 	Until string
@@ -151,11 +157,47 @@ type StepFunc func(step string, took time.Duration, detail string)
 // Test runs one candidate: overlay, staged apply, health, test objects,
 // host commands, then cleanup. A *Fault is the commit's fault; any other
 // error is the infrastructure's. Durations are per step.
-func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (durations map[string]time.Duration, err error) {
+//
+// With spec.Reuse the gate's last passed environment, when this Cluster
+// kept one, is brought to the candidate's objects instead (reuse.go); a
+// test that fails there is run again in a new namespace, and only that
+// run's outcome counts, so what an earlier candidate left behind never
+// rejects a commit.
+func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map[string]time.Duration, error) {
 	if onStep == nil {
 		onStep = func(string, time.Duration, string) {}
 	}
+	if spec.Reuse && spec.Until == "" {
+		w, err := k.claim(ctx, spec.Gate)
+		if err != nil {
+			return map[string]time.Duration{}, err
+		}
+		if w != nil {
+			start := time.Now()
+			durations, err := k.test(ctx, spec, onStep, w)
+			var unrecognised *UnrecognisedError
+			if err == nil || ctx.Err() != nil || !(IsFault(err) || errors.As(err, &unrecognised)) {
+				return durations, err
+			}
+			onStep(StepReused, time.Since(start), fmt.Sprintf("failed in the reused namespace %s (%v); testing again in a new namespace", w.namespace, err))
+		}
+	}
+	return k.test(ctx, spec, onStep, nil)
+}
+
+// test is one run of Test: in a new namespace, or in w when w is not nil.
+func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *warmEnv) (durations map[string]time.Duration, err error) {
 	durations = map[string]time.Duration{}
+	if w != nil {
+		spec.Namespace = w.namespace
+	}
+	commit := spec.Commit
+	if spec.Reuse {
+		// The commit goes on the namespace and the tests only: on every
+		// object (and pod template) it would make each candidate change
+		// them all, and roll every workload of a reused environment.
+		spec.Commit = ""
+	}
 	step := func(name string, start time.Time, detail string) {
 		d := time.Since(start)
 		durations[name] = d
@@ -177,6 +219,19 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 		}
 		return durations, fmt.Errorf("overlay: %w", err)
 	}
+	if spec.Reuse {
+		spec.Commit = commit
+		for _, o := range append([]*unstructured.Unstructured{env.Namespace}, env.Tests...) {
+			l := o.GetLabels()
+			l[manifests.LabelCommit] = commit
+			o.SetLabels(l)
+		}
+		if w != nil && w.createdAt != "" {
+			a := env.Namespace.GetAnnotations()
+			a[manifests.AnnotationCreatedAt] = w.createdAt
+			env.Namespace.SetAnnotations(a)
+		}
+	}
 
 	start := time.Now()
 	release, err := k.starts.acquire(ctx, spec.Priority)
@@ -193,7 +248,12 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 	if err := k.expire(ctx, spec.Gate); err != nil {
 		return durations, err
 	}
-	if err := k.createNamespace(ctx, env.Namespace, spec.ApplyTimeout); err != nil {
+	if w != nil {
+		err = k.relabelNamespace(ctx, env.Namespace, spec.ApplyTimeout)
+	} else {
+		err = k.createNamespace(ctx, env.Namespace, spec.ApplyTimeout)
+	}
+	if err != nil {
 		return durations, err
 	}
 	onStep(StepNamespace, time.Since(start), spec.Namespace)
@@ -202,6 +262,11 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 		// Cleanup and keeping a failed namespace sit in one place.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		if passed && spec.Reuse && spec.Until == "" {
+			if k.keepWarm(cctx, spec.Gate, env.Namespace, env) == nil {
+				return
+			}
+		}
 		if passed {
 			if derr := k.deleteNamespace(cctx, spec.Gate, spec.Namespace); derr != nil && err == nil {
 				err = fmt.Errorf("delete namespace %s: %w", spec.Namespace, derr)
@@ -221,12 +286,19 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (dur
 		return durations, err
 	}
 	applyCtx, cancel := context.WithTimeout(ctx, spec.ApplyTimeout)
-	err = k.applyAll(applyCtx, env.Objects, spec.ApplyConcurrency)
+	detail := fmt.Sprintf("%d objects", len(env.Objects))
+	if w != nil {
+		var applied, deleted int
+		applied, deleted, err = k.update(applyCtx, spec.Gate, w, env.Objects, spec.ApplyConcurrency)
+		detail = fmt.Sprintf("%d of %d objects changed, %d removed, in the reused namespace %s", applied, len(env.Objects), deleted, spec.Namespace)
+	} else {
+		err = k.applyAll(applyCtx, env.Objects, spec.ApplyConcurrency)
+	}
 	cancel()
 	if err != nil {
 		return durations, k.classify(ctx, StepApply, err)
 	}
-	step(StepApply, start, fmt.Sprintf("%d objects", len(env.Objects)))
+	step(StepApply, start, detail)
 	if spec.Until == StepApply {
 		passed = true
 		return durations, nil

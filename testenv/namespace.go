@@ -42,6 +42,17 @@ func (k *Cluster) createNamespace(ctx context.Context, ns *unstructured.Unstruct
 	return k.bindEnvironment(ctx, ns)
 }
 
+// relabelNamespace applies a reused namespace's object again: its labels
+// name the candidate now in it.
+func (k *Cluster) relabelNamespace(ctx context.Context, ns *unstructured.Unstructured, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := k.client.Patch(ctx, ns.DeepCopy(), client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return k.classify(ctx, StepApply, err)
+	}
+	return nil
+}
+
 func (k *Cluster) waitGone(ctx context.Context, obj *unstructured.Unstructured) error {
 	for {
 		o := &unstructured.Unstructured{}
@@ -195,8 +206,9 @@ func (k *Cluster) Cleanup(ctx context.Context, gate string) ([]string, error) {
 		return nil, err
 	}
 	var deleted []string
+	warm := k.warm.name(gate)
 	for _, ns := range all {
-		if ns.kept && k.now().Before(ns.until) {
+		if ns.kept && k.now().Before(ns.until) || ns.obj.GetName() == warm {
 			continue
 		}
 		if err := k.deleteNamespace(ctx, gate, ns.obj.GetName()); err != nil {

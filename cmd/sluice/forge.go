@@ -67,7 +67,7 @@ func startForge(ctx context.Context, cfg *config.Config, r *reconcile.Runner, pu
 	for _, g := range r.Gates {
 		feed.gates[g.Name] = forgeGate{
 			target: g.Target,
-			serial: g.Strategy == "" || g.Strategy == "serial",
+			serial: (g.Strategy == "" || g.Strategy == "serial") && !g.ReuseEnvironment,
 		}
 	}
 	repo, source := r.Repo, r.Source
@@ -103,7 +103,7 @@ const (
 
 type forgeGate struct {
 	target string
-	serial bool // the test namespace is manifests.TestNamespace's
+	serial bool // the test namespace is manifests.TestNamespace's (not a reused one)
 }
 
 // forgeFeed turns the runner's events into commit statuses.

@@ -305,6 +305,7 @@ func gates(cfg *config.Config) []reconcile.Gate {
 			Strategy:         plan.Strategy(g.Strategy),
 			ParallelismMin:   g.Parallelism.Min,
 			ParallelismMax:   g.Parallelism.Max,
+			ReuseEnvironment: g.ReuseEnvironment,
 		})
 	}
 	return out

@@ -127,6 +127,11 @@ type Gate struct {
 	Strategy string `yaml:"strategy"`
 	// Parallelism bounds the speculative window and the batch size.
 	Parallelism Parallelism `yaml:"parallelism"`
+	// ReuseEnvironment keeps a passed candidate's namespace and applies
+	// the next candidate onto it as an update (only what changed), instead
+	// of building every candidate in a new namespace. A failure there is
+	// tested again in a new namespace before it counts.
+	ReuseEnvironment bool `yaml:"reuseEnvironment"`
 	Previews    Previews    `yaml:"previews"` // previews.go
 	Promote     Promote     `yaml:"promote"`  // promote.go
 	// Kubeconfig is the cluster this gate is tested on (kubeconfig.go).

@@ -310,7 +310,9 @@ case "$images" in *:broken-*) echo "a broken image runs in $SLUICE_NAMESPACE"; e
 }
 
 func (b *bench) sluiceRun(ctx context.Context, strategy string) (result, error) {
-	name := "bench-" + strategy
+	// "serial+reuse" is serial with gates[].reuseEnvironment.
+	base, reuse := strings.CutSuffix(strategy, "+reuse")
+	name := "bench-" + strings.ReplaceAll(strategy, "+", "-")
 	clone, err := b.seed(ctx, name)
 	if err != nil {
 		return result{}, err
@@ -325,8 +327,11 @@ func (b *bench) sluiceRun(ctx context.Context, strategy string) (result, error) 
 		return result{}, err
 	}
 	strat := ""
-	if strategy != "serial" {
-		strat = fmt.Sprintf("    strategy: %s\n    parallelism:\n      max: %d\n", strategy, b.o.parallelism)
+	if base != "serial" {
+		strat = fmt.Sprintf("    strategy: %s\n    parallelism:\n      max: %d\n", base, b.o.parallelism)
+	}
+	if reuse {
+		strat += "    reuseEnvironment: true\n"
 	}
 	cfg := fmt.Sprintf(`repository:
   url: %s/%s.git
@@ -589,7 +594,7 @@ func report(w *os.File, o options, rs []result) {
 		}
 		// Tests that overlap make makespan minus their sum meaningless.
 		per := "-"
-		if r.tests > 0 && (r.name == "sluice serial" || r.name == "kubectl loop") {
+		if r.tests > 0 && (oneAtATime(r.name) || r.name == "kubectl loop") {
 			per = ((r.makespan - r.testTime) / time.Duration(r.tests)).Round(10 * time.Millisecond).String()
 		}
 		own := "-"
@@ -609,6 +614,19 @@ func report(w *os.File, o options, rs []result) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "Sluice/candidate: a passed candidate's time in Sluice minus its test command, from the verdict notes.")
+	// The overhead beside the loop's, measured in the same run.
+	overhead := func(r result) time.Duration { return (r.makespan - r.testTime) / time.Duration(r.tests) }
+	for _, l := range rs {
+		if l.name != "kubectl loop" || l.tests == 0 {
+			continue
+		}
+		for _, r := range rs {
+			if oneAtATime(r.name) && r.tests > 0 {
+				fmt.Fprintf(w, "%s: (makespan−tests)/test %s = %.2f× the kubectl loop's %s\n", r.name,
+					overhead(r).Round(10*time.Millisecond), float64(overhead(r))/float64(overhead(l)), overhead(l).Round(10*time.Millisecond))
+			}
+		}
+	}
 
 	fmt.Fprintln(w, "\nSluice's time per passed candidate it tested, by step (verdict notes; git from the progress log):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -624,7 +642,7 @@ func report(w *os.File, o options, rs []result) {
 		// into candidates and the rest (start, fetch, queue, notes), which
 		// is spread over every candidate, failed and reused ones too.
 		outside := "-"
-		if r.name == "sluice serial" && st.all > 0 {
+		if oneAtATime(r.name) && st.all > 0 {
 			outside = ((r.makespan - st.allTotal - st.git) / time.Duration(st.all)).Round(time.Millisecond).String()
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, st.candidates, each(st.render), each(st.apply),
@@ -664,6 +682,12 @@ func report(w *os.File, o options, rs []result) {
 			fmt.Fprintf(w, "  %s\n", d)
 		}
 	}
+}
+
+// oneAtATime reports whether a run tests one candidate at a time, so that
+// its makespan splits into tests and the rest.
+func oneAtATime(name string) bool {
+	return name == "sluice serial" || name == "sluice serial+reuse"
 }
 
 func orNone(v string) string {
