@@ -6,8 +6,8 @@ import (
 	"sort"
 	"sync"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,7 +29,7 @@ const StepReused = "reused"
 type warmEnv struct {
 	namespace string
 	uid       types.UID
-	createdAt string                                 // the namespace's AnnotationCreatedAt, kept across candidates
+	createdAt string                                // the namespace's AnnotationCreatedAt, kept across candidates
 	objects   map[string]*unstructured.Unstructured // objKey → the object as applied
 	tests     []*unstructured.Unstructured          // the last candidate's test Jobs and Pods
 }

@@ -131,9 +131,9 @@ type Gate struct {
 	// the next candidate onto it as an update (only what changed), instead
 	// of building every candidate in a new namespace. A failure there is
 	// tested again in a new namespace before it counts.
-	ReuseEnvironment bool `yaml:"reuseEnvironment"`
-	Previews    Previews    `yaml:"previews"` // previews.go
-	Promote     Promote     `yaml:"promote"`  // promote.go
+	ReuseEnvironment bool     `yaml:"reuseEnvironment"`
+	Previews         Previews `yaml:"previews"` // previews.go
+	Promote          Promote  `yaml:"promote"`  // promote.go
 	// Kubeconfig is the cluster this gate is tested on (kubeconfig.go).
 	Kubeconfig string `yaml:"kubeconfig"`
 
