@@ -53,6 +53,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"strategy": g.Strategy,
 		"parMin":   g.Parallelism.Min,
 		"parMax":   g.Parallelism.Max,
+		"reuse":    g.ReuseEnvironment,
 	}
 	want := map[string]any{
 		"source":   "main",
@@ -74,6 +75,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		"strategy": "serial",
 		"parMin":   1,
 		"parMax":   4,
+		"reuse":    false,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
@@ -179,6 +181,11 @@ func TestParseRejectsBadInput(t *testing.T) {
 			name: "an apply concurrency out of range is rejected",
 			edit: func(s string) string { return s + "    applyConcurrency: 1000\n" },
 			want: "sluice.yaml:7: gates[0].applyConcurrency: 1000: want 1 to 100",
+		},
+		{
+			name: "reuseEnvironment that is not a boolean is rejected",
+			edit: func(s string) string { return s + "    reuseEnvironment: sometimes\n" },
+			want: `sluice.yaml:15: gates[0].reuseEnvironment: "sometimes": want true/false`,
 		},
 		{
 			name: "an unknown strategy is rejected",

@@ -67,6 +67,14 @@ func checkKnown(n *yaml.Node, t reflect.Type, path string) error {
 		if n.Kind != yaml.ScalarNode {
 			return &fieldError{line: n.Line, field: path, msg: fmt.Sprintf("want a single %s value", kindName(t))}
 		}
+		switch t.Kind() {
+		case reflect.Bool, reflect.Int, reflect.Int64, reflect.Int32:
+			// yaml.v3 would say "cannot unmarshal !!str into bool",
+			// naming a Go type and not the field.
+			if err := n.Decode(reflect.New(t).Interface()); err != nil {
+				return &fieldError{line: n.Line, field: path, msg: fmt.Sprintf("%q: want %s", n.Value, kindName(t))}
+			}
+		}
 	}
 	return nil
 }
