@@ -57,6 +57,8 @@ type Releaser interface {
 	Release(ctx context.Context, gate string) error
 }
 
+var _ Releaser = (*testenv.Cluster)(nil)
+
 // release removes what g's Tester keeps for g, if it keeps anything.
 func (r *Runner) release(ctx context.Context, g *Gate) {
 	rel, ok := r.env(g).(Releaser)

@@ -175,8 +175,7 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map
 		if w != nil {
 			start := time.Now()
 			durations, err := k.test(ctx, spec, onStep, w)
-			var unrecognised *UnrecognisedError
-			if err == nil || ctx.Err() != nil || !(IsFault(err) || errors.As(err, &unrecognised)) {
+			if err == nil || ctx.Err() != nil || !(IsFault(err) || isUnrecognised(err)) {
 				return durations, err
 			}
 			onStep(StepReused, time.Since(start), fmt.Sprintf("failed in the reused namespace %s (%v); testing again in a new namespace", w.namespace, err))
@@ -273,6 +272,15 @@ func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *w
 			}
 			return
 		}
+		if w != nil && ctx.Err() == nil && (IsFault(err) || isUnrecognised(err)) {
+			// Test runs this candidate again in a new namespace, which
+			// is the one to keep for people to look at; this one goes
+			// back to the last passed candidate, for the next.
+			if k.restore(cctx, spec, w, env) != nil {
+				_ = k.deleteNamespace(cctx, spec.Gate, spec.Namespace)
+			}
+			return
+		}
 		if IsFault(err) && spec.KeepNamespace > 0 {
 			if k.keepNamespace(cctx, spec.Namespace, k.now().Add(spec.KeepNamespace)) == nil {
 				_ = k.trimKept(cctx, spec.Gate, spec.Namespace, keepMax(spec.KeepNamespaceMax))
@@ -290,7 +298,7 @@ func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *w
 	if w != nil {
 		var applied, deleted int
 		applied, deleted, err = k.update(applyCtx, spec.Gate, w, env.Objects, spec.ApplyConcurrency)
-		detail = fmt.Sprintf("%d of %d objects changed, %d removed, in the reused namespace %s", applied, len(env.Objects), deleted, spec.Namespace)
+		detail = fmt.Sprintf("reused: %d of %d objects changed, %d removed", applied, len(env.Objects), deleted)
 	} else {
 		err = k.applyAll(applyCtx, env.Objects, spec.ApplyConcurrency)
 	}
@@ -306,7 +314,13 @@ func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *w
 
 	start = time.Now()
 	set := object.UnstructuredSetToObjMetadataSet(env.Objects)
-	if err := k.manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{Interval: k.poll, Timeout: spec.HealthTimeout}); err != nil {
+	interval := k.poll
+	if w != nil {
+		// An update rolls only what changed, often in well under a
+		// second: a full interval would be most of the wait.
+		interval = min(k.poll, reusedPoll)
+	}
+	if err := k.manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{Interval: interval, Timeout: spec.HealthTimeout}); err != nil {
 		if ctx.Err() != nil {
 			return durations, ctx.Err()
 		}

@@ -144,6 +144,11 @@ type UnrecognisedError struct {
 	Err  error
 }
 
+func isUnrecognised(err error) bool {
+	var u *UnrecognisedError
+	return errors.As(err, &u)
+}
+
 func (e *UnrecognisedError) Error() string { return fmt.Sprintf("%s: %v", e.Step, e.Err) }
 func (e *UnrecognisedError) Unwrap() error { return e.Err }
 

@@ -2,10 +2,14 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
+	"github.com/fluxcd/cli-utils/pkg/object"
+	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +26,11 @@ import (
 // namespace; its detail is the failure.
 const StepReused = "reused"
 
+// reusedPoll is how often a reused environment's health is polled (each
+// poll lists the namespace's objects of each kind, and a Deployment's
+// ReplicaSets and Pods).
+var reusedPoll = 200 * time.Millisecond
+
 // warmEnv is a gate's environment kept for the next candidate
 // (TestSpec.Reuse): the namespace of the gate's last passed test and
 // exactly what Sluice applied into it. It lives only in this process: a
@@ -29,6 +38,7 @@ const StepReused = "reused"
 type warmEnv struct {
 	namespace string
 	uid       types.UID
+	commit    string                                // the candidate in it, its namespace's LabelCommit
 	createdAt string                                // the namespace's AnnotationCreatedAt, kept across candidates
 	objects   map[string]*unstructured.Unstructured // objKey → the object as applied
 	tests     []*unstructured.Unstructured          // the last candidate's test Jobs and Pods
@@ -47,6 +57,21 @@ func (p *warmPool) take(gate string) *warmEnv {
 	w := p.envs[gate]
 	delete(p.envs, gate)
 	return w
+}
+
+// putBack keeps w as gate's environment unless the gate has one (a test
+// of a speculative window passed meanwhile), and reports whether it did.
+func (p *warmPool) putBack(gate string, w *warmEnv) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.envs[gate] != nil {
+		return false
+	}
+	if p.envs == nil {
+		p.envs = map[string]*warmEnv{}
+	}
+	p.envs[gate] = w
+	return true
 }
 
 // put keeps w as gate's environment and returns the one it replaces
@@ -194,6 +219,7 @@ func (k *Cluster) keepWarm(ctx context.Context, gate string, ns *unstructured.Un
 	w := &warmEnv{
 		namespace: ns.GetName(),
 		uid:       live.GetUID(),
+		commit:    ns.GetLabels()[manifests.LabelCommit],
 		createdAt: live.GetAnnotations()[manifests.AnnotationCreatedAt],
 		objects:   make(map[string]*unstructured.Unstructured, len(env.Objects)),
 		tests:     env.Tests,
@@ -203,6 +229,46 @@ func (k *Cluster) keepWarm(ctx context.Context, gate string, ns *unstructured.Un
 	}
 	if old := k.warm.put(gate, w); old != nil && old.namespace != w.namespace {
 		return k.deleteNamespace(ctx, gate, old.namespace)
+	}
+	return nil
+}
+
+// restore brings a reused namespace in which a candidate failed back to
+// w, the last passed candidate it held: the failed candidate's tests go,
+// its objects are replaced by w's (the ones it added deleted), the
+// namespace is labelled with w's commit again, and once every object is
+// healthy, w is the gate's kept environment again. Anything short of that
+// is an error, and the caller removes the namespace.
+func (k *Cluster) restore(ctx context.Context, spec TestSpec, w *warmEnv, failed *manifests.TestEnvironment) error {
+	now := &warmEnv{namespace: w.namespace, objects: map[string]*unstructured.Unstructured{}, tests: failed.Tests}
+	for _, o := range failed.Objects {
+		now.objects[objKey(o)] = o
+	}
+	keys := make([]string, 0, len(w.objects))
+	for key := range w.objects {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	objs := make([]*unstructured.Unstructured, len(keys))
+	for i, key := range keys {
+		objs[i] = w.objects[key]
+	}
+	ns := failed.Namespace.DeepCopy()
+	l := ns.GetLabels()
+	l[manifests.LabelCommit] = w.commit
+	ns.SetLabels(l)
+	if err := k.relabelNamespace(ctx, ns, spec.ApplyTimeout); err != nil {
+		return err
+	}
+	if _, _, err := k.update(ctx, spec.Gate, now, objs, spec.ApplyConcurrency); err != nil {
+		return err
+	}
+	set := object.UnstructuredSetToObjMetadataSet(objs)
+	if err := k.manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{Interval: min(k.poll, reusedPoll), Timeout: spec.HealthTimeout}); err != nil {
+		return err
+	}
+	if !k.warm.putBack(spec.Gate, &warmEnv{namespace: w.namespace, uid: w.uid, commit: w.commit, createdAt: w.createdAt, objects: w.objects}) {
+		return errors.New("the gate keeps another environment")
 	}
 	return nil
 }

@@ -78,8 +78,8 @@ func namespaceOf(t *testing.T, client kubernetes.Interface, name string) (labels
 // replaced, and the namespace is labelled with the candidate now in it. A
 // failure there is tested again in a new namespace, so a leftover (here a
 // Service someone deleted by hand) never rejects a commit, while a real
-// failure still fails. Cleanup leaves the kept namespace alone; Release
-// removes it.
+// failure still fails and the kept namespace goes back to the last passed
+// candidate. Cleanup leaves the kept namespace alone; Release removes it.
 func TestReuseEnvironment(t *testing.T) {
 	k, client := newTestCluster(t)
 	ctx := context.Background()
@@ -119,7 +119,7 @@ func TestReuseEnvironment(t *testing.T) {
 	if ns, _ := log.find(StepNamespace); ns != warm {
 		t.Fatalf("B was tested in %q, want the kept %s (steps %v)", ns, warm, log.steps)
 	}
-	if d, _ := log.find(StepApply); !strings.Contains(d, "2 of 3 objects changed, 1 removed") {
+	if d, _ := log.find(StepApply); d != "reused: 2 of 3 objects changed, 1 removed" {
 		t.Fatalf("apply of B: %q, want the Deployment and Service new applied, Service old removed", d)
 	}
 	if _, err := client.CoreV1().Services(warm).Get(ctx, "old", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -170,8 +170,8 @@ func TestReuseEnvironment(t *testing.T) {
 		t.Fatalf("the failed kept namespace %s is still there (KeepNamespace 0)", warm)
 	}
 
-	// D never becomes ready: it fails in the kept namespace and again in a
-	// new one; nothing is kept.
+	// D never becomes ready: it fails in the kept namespace, which goes
+	// back to C (the image, the commit), and fails again in a new one.
 	dspec := reuseSpec(t, gate, "web:v4-never-ready", "web", "new")
 	log = stepLog{}
 	_, err = k.Test(ctx, dspec, log.on)
@@ -181,21 +181,28 @@ func TestReuseEnvironment(t *testing.T) {
 	if _, ok := log.find(StepReused); !ok {
 		t.Fatalf("D was not tested again in a new namespace (steps %v)", log.steps)
 	}
-	if k.Kept(gate) != "" {
-		t.Fatalf("kept %q after D failed", k.Kept(gate))
+	if k.Kept(gate) != c.Namespace {
+		t.Fatalf("kept %q after D failed, want C's namespace %s back", k.Kept(gate), c.Namespace)
+	}
+	if l, _ := namespaceOf(t, client, c.Namespace); l[manifests.LabelCommit] != c.Commit {
+		t.Fatalf("C's namespace labels %v after D, want C's commit again", l)
+	}
+	if d, err := client.AppsV1().Deployments(c.Namespace).Get(ctx, "web", metav1.GetOptions{}); err != nil || d.Spec.Template.Spec.Containers[0].Image != "web:v3" {
+		t.Fatalf("Deployment web in C's namespace after D: %v %v, want C's image", d, err)
 	}
 
-	// E: a new namespace again; Release removes it.
+	// E is tested in C's namespace.
 	e := reuseSpec(t, gate, "web:v5", "web")
-	if _, err := k.Test(ctx, e, nil); err != nil {
+	log = stepLog{}
+	if _, err := k.Test(ctx, e, log.on); err != nil {
 		t.Fatalf("E: %v", err)
 	}
-	if k.Kept(gate) != e.Namespace {
-		t.Fatalf("kept %q after E, want %s", k.Kept(gate), e.Namespace)
+	if ns, _ := log.find(StepNamespace); ns != c.Namespace || k.Kept(gate) != c.Namespace {
+		t.Fatalf("E tested in %q, kept %q; want C's %s for both", ns, k.Kept(gate), c.Namespace)
 	}
 	// A kept namespace removed behind Sluice's back: the next candidate
 	// gets a new one.
-	if err := k.deleteNamespace(ctx, gate, e.Namespace); err != nil {
+	if err := k.deleteNamespace(ctx, gate, c.Namespace); err != nil {
 		t.Fatal(err)
 	}
 	f := reuseSpec(t, gate, "web:v6", "web")

@@ -10,6 +10,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/sluice-gitops/sluice/reconcile"
+	"github.com/sluice-gitops/sluice/testenv"
 )
 
 // progress prints one line per step of the queue, with its duration.
@@ -70,7 +71,7 @@ func (p *progress) event(e reconcile.Event) {
 	if e.Took > 0 {
 		took = fmtDuration(e.Took)
 	}
-	if e.Step == "verdict" && e.Verdict != reconcile.Passed {
+	if e.Step == "verdict" && e.Verdict != reconcile.Passed || e.Step == testenv.StepReused {
 		// The reason is what the team needs: print it whole, not clipped.
 		fmt.Fprintf(p.w, "           %-*s %-44s %8s\n", 12+len(step)-visible(step), step, "", took)
 		for _, l := range strings.Split(strings.TrimSpace(e.Detail), "\n") {
