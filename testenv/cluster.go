@@ -187,8 +187,17 @@ func (k *Cluster) Test(ctx context.Context, spec TestSpec, onStep StepFunc) (map
 // test is one run of Test: in a new namespace, or in w when w is not nil.
 func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *warmEnv) (durations map[string]time.Duration, err error) {
 	durations = map[string]time.Duration{}
+	handed := false // whether the cleanup below took w over
 	if w != nil {
 		spec.Namespace = w.namespace
+		defer func() {
+			// Nothing was changed in it yet: it stays the gate's.
+			if !handed && !k.warm.putBack(spec.Gate, w) {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				_ = k.deleteNamespace(cctx, spec.Gate, w.namespace)
+			}
+		}()
 	}
 	commit := spec.Commit
 	if spec.Reuse {
@@ -257,6 +266,7 @@ func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *w
 	}
 	onStep(StepNamespace, time.Since(start), spec.Namespace)
 	passed := false
+	handed = true
 	defer func() {
 		// Cleanup and keeping a failed namespace sit in one place.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

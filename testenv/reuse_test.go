@@ -101,6 +101,16 @@ func TestReuseEnvironment(t *testing.T) {
 	if deleted, err := k.Cleanup(ctx, gate); err != nil || len(deleted) != 0 {
 		t.Fatalf("Cleanup deleted %v (%v); the kept namespace must stay", deleted, err)
 	}
+	// A candidate that cannot be put into a namespace at all (two
+	// Services web from two namespaces) changes nothing: A's stays kept.
+	collide := reuseSpec(t, gate, "web:v1", "web")
+	collide.Objects = append(collide.Objects, objects(t, "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: other}\nspec:\n  ports: [{port: 80}]\n")...)
+	if _, err := k.Test(ctx, collide, nil); !IsFault(err) || !strings.Contains(err.Error(), "collides") {
+		t.Fatalf("colliding candidate: %v, want an overlay fault", err)
+	}
+	if k.Kept(gate) != warm {
+		t.Fatalf("kept %q after a candidate that never reached the cluster, want %s", k.Kept(gate), warm)
+	}
 	webUID := func() string {
 		svc, err := client.CoreV1().Services(warm).Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
