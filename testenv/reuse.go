@@ -130,7 +130,7 @@ func (k *Cluster) claim(ctx context.Context, gate string) (*warmEnv, error) {
 	case apierrors.IsNotFound(err):
 		return nil, nil
 	case err != nil:
-		k.warm.put(gate, w) // not this candidate's to drop
+		k.warm.putBack(gate, w) // not this candidate's to drop
 		return nil, fmt.Errorf("get namespace %s: %w", w.namespace, err)
 	case ns.GetUID() != w.uid || ns.GetDeletionTimestamp() != nil || !ownedBy(ns, gate):
 		return nil, nil
