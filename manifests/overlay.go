@@ -58,6 +58,12 @@ type OverlayOptions struct {
 	ClusterScoped ClusterScopedPolicy
 	// Now stamps the namespace's AnnotationCreatedAt; nil means time.Now.
 	Now func() time.Time
+	// CommitOnNamespaceOnly puts LabelCommit on the namespace and the
+	// tests only, not on the other objects and their pod templates: an
+	// environment updated from one candidate to the next then changes
+	// only what the commits changed (a commit label would roll every
+	// workload).
+	CommitOnNamespaceOnly bool
 }
 
 // TestEnvironment is a rendering moved into a test namespace.
@@ -84,6 +90,15 @@ func Overlay(objs []*unstructured.Unstructured, opts OverlayOptions) (*TestEnvir
 		return nil, err
 	}
 	labels := opts.labels()
+	objLabels := labels // of everything but the namespace and the tests
+	if opts.CommitOnNamespaceOnly {
+		objLabels = map[string]string{}
+		for k, v := range labels {
+			if k != LabelCommit {
+				objLabels[k] = v
+			}
+		}
+	}
 	scope := newScoper(objs, opts.IsNamespaced)
 
 	env := &TestEnvironment{}
@@ -121,7 +136,7 @@ func Overlay(objs []*unstructured.Unstructured, opts OverlayOptions) (*TestEnvir
 			// Kustomize puts custom kinds it has no schema for into its
 			// namespace, cluster-scoped or not; the API server would not.
 			obj.SetNamespace("")
-			setLabels(obj, labels)
+			setLabels(obj, objLabels)
 			env.ClusterScoped = append(env.ClusterScoped, obj)
 			continue
 		}
@@ -138,10 +153,11 @@ func Overlay(objs []*unstructured.Unstructured, opts OverlayOptions) (*TestEnvir
 		owners[gk][in.GetName()] = objectName(in)
 		obj := in.DeepCopy()
 		obj.SetNamespace(opts.Namespace)
-		setLabels(obj, labels)
 		if isTest {
+			setLabels(obj, labels)
 			env.Tests = append(env.Tests, obj)
 		} else {
+			setLabels(obj, objLabels)
 			env.Objects = append(env.Objects, obj)
 		}
 	}

@@ -575,3 +575,57 @@ metadata:
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
 }
+
+// With CommitOnNamespaceOnly the commit labels the namespace and the tests
+// (their pod templates too), never the other objects or their templates.
+func TestOverlayCommitOnNamespaceOnly(t *testing.T) {
+	in := objects(t, `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: web:v1}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: check, labels: {sluice.dev/test: "true"}}
+spec:
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: check:v1}]}
+`)
+	env, err := Overlay(in, OverlayOptions{Namespace: "sluice-staging-1a2b3c4", Gate: "staging", Commit: sha, CommitOnNamespaceOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitOf := func(o *unstructured.Unstructured, path ...string) string {
+		l, _, _ := unstructured.NestedStringMap(o.Object, append(path, "metadata", "labels")...)
+		return l[LabelCommit]
+	}
+	if len(env.Objects) != 1 || len(env.Tests) != 1 {
+		t.Fatalf("objects %d, tests %d", len(env.Objects), len(env.Tests))
+	}
+	web, check := env.Objects[0], env.Tests[0]
+	for what, got := range map[string]string{
+		"the Deployment":                commitOf(web),
+		"the Deployment's pod template": commitOf(web, "spec", "template"),
+	} {
+		if got != "" {
+			t.Errorf("%s carries the commit %q", what, got)
+		}
+	}
+	for what, got := range map[string]string{
+		"the namespace":           env.Namespace.GetLabels()[LabelCommit],
+		"the test Job":            commitOf(check),
+		"the test's pod template": commitOf(check, "spec", "template"),
+	} {
+		if got != sha {
+			t.Errorf("%s: commit %q, want %s", what, got, sha)
+		}
+	}
+	if web.GetLabels()[LabelGate] != "staging" || web.GetLabels()[LabelManagedBy] != ManagedByValue {
+		t.Errorf("the Deployment lost Sluice's other labels: %v", web.GetLabels())
+	}
+}

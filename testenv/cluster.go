@@ -199,13 +199,6 @@ func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *w
 			}
 		}()
 	}
-	commit := spec.Commit
-	if spec.Reuse {
-		// The commit goes on the namespace and the tests only: on every
-		// object (and pod template) it would make each candidate change
-		// them all, and roll every workload of a reused environment.
-		spec.Commit = ""
-	}
 	step := func(name string, start time.Time, detail string) {
 		d := time.Since(start)
 		durations[name] = d
@@ -219,6 +212,8 @@ func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *w
 		IsNamespaced:  k.isNamespaced,
 		ClusterScoped: spec.ClusterScoped,
 		Now:           k.now,
+		// A kept environment is updated from candidate to candidate.
+		CommitOnNamespaceOnly: spec.Reuse,
 	})
 	if err != nil {
 		var re *manifests.RenderError
@@ -227,18 +222,10 @@ func (k *Cluster) test(ctx context.Context, spec TestSpec, onStep StepFunc, w *w
 		}
 		return durations, fmt.Errorf("overlay: %w", err)
 	}
-	if spec.Reuse {
-		spec.Commit = commit
-		for _, o := range append([]*unstructured.Unstructured{env.Namespace}, env.Tests...) {
-			l := o.GetLabels()
-			l[manifests.LabelCommit] = commit
-			o.SetLabels(l)
-		}
-		if w != nil && w.createdAt != "" {
-			a := env.Namespace.GetAnnotations()
-			a[manifests.AnnotationCreatedAt] = w.createdAt
-			env.Namespace.SetAnnotations(a)
-		}
+	if w != nil && w.createdAt != "" {
+		a := env.Namespace.GetAnnotations()
+		a[manifests.AnnotationCreatedAt] = w.createdAt
+		env.Namespace.SetAnnotations(a)
 	}
 
 	start := time.Now()
